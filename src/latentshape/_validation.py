@@ -1,0 +1,50 @@
+"""Input checks shared by every loss: clear errors instead of silent NaNs (DESIGN section 8)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["as_embeddings", "compute_dtype"]
+
+
+def compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a loss computes in: float64 is honoured, every other float becomes float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2) -> Tensor:
+    """Validate a batch of embeddings of shape ``(..., N, d)`` and cast it to its compute dtype.
+
+    Raises:
+        TypeError: ``x`` is not a tensor, or has an integer, bool or complex dtype.
+        ValueError: rank below 2, fewer than ``min_points`` rows, ``d = 0``, or rows with NaN/Inf.
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (..., N, d), got {type(x).__name__}")
+    if not torch.is_floating_point(x):
+        raise TypeError(
+            f"{name} must have a floating dtype (float16/bfloat16/float32/float64), got {x.dtype}"
+        )
+    if x.dim() < 2:
+        raise ValueError(f"{name} must have shape (..., N, d) with rank >= 2, got shape {tuple(x.shape)}")
+    n, d = x.shape[-2], x.shape[-1]
+    if n < min_points:
+        raise ValueError(f"{name} needs at least {min_points} points (rows) per batch, got N = {n}")
+    if d < 1:
+        raise ValueError(f"{name} has d = 0 features; expected d >= 1")
+    if not _compiling():
+        bad_rows = (~torch.isfinite(x)).any(dim=-1)
+        if bool(bad_rows.any()):
+            count = int(bad_rows.sum())
+            raise ValueError(
+                f"{name} has {count} row(s) with NaN or Inf out of {bad_rows.numel()}; "
+                "drop or fix them before computing the loss"
+            )
+    return x.to(compute_dtype(x.dtype))
+
+
+def _compiling() -> bool:
+    # Data-dependent checks would break a torch.compile graph; inside one we trust the caller.
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
