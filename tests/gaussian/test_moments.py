@@ -1,0 +1,136 @@
+"""The shared moment penalties against independent float64 numpy / scipy computations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from latentshape.gaussian.moments import MOMENT_PENALTIES, covariance_eigenvalues, moment_penalty
+
+
+def _loop_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and unbiased covariance by explicit loops over the rows."""
+    n, d = x.shape
+    mean = np.zeros(d)
+    for row in x:
+        mean += row
+    mean /= n
+    cov = np.zeros((d, d))
+    for row in x:
+        cov += np.outer(row - mean, row - mean)
+    return mean, cov / (n - 1)
+
+
+def _reference(x: np.ndarray, kind: str) -> float:
+    mean, cov = _loop_moments(x)
+    d = x.shape[1]
+    var = np.diag(cov)
+    if kind == "w2":
+        root = scipy.linalg.sqrtm(cov).real
+        value = mean @ mean + np.trace(cov + np.eye(d) - 2.0 * root)
+    elif kind == "kl_diag":
+        value = 0.5 * np.sum(var + mean**2 - 1.0 - np.log(var))
+    elif kind == "kl_full":
+        value = 0.5 * (np.trace(cov) + mean @ mean - d - np.linalg.slogdet(cov)[1])
+    elif kind == "jeff_diag":
+        value = 0.25 * np.sum(var + 1.0 / var + mean**2 * (1.0 + 1.0 / var) - 2.0)
+    elif kind == "jeff_full":
+        inverse = np.linalg.inv(cov)
+        value = 0.25 * (np.trace(cov) + np.trace(inverse) + mean @ (np.eye(d) + inverse) @ mean - 2.0 * d)
+    else:
+        value = mean @ mean
+    return float(value) / d
+
+
+# jeff_full solves mu^T S^-1 mu with a ridge S + 1e-6 I (moments.py), a relative bias of ~1e-6 / lambda_min.
+_RELATIVE_TOLERANCE = {"jeff_full": 1e-5}
+
+
+def _skewed_batch(n: int, d: int, seed: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(d, d, generator=generator, dtype=torch.float64) / math.sqrt(d) + torch.eye(d, dtype=torch.float64)
+    shift = torch.randn(d, generator=generator, dtype=torch.float64)
+    return torch.randn(n, d, generator=generator, dtype=torch.float64) @ mixing + shift
+
+
+@pytest.mark.parametrize("kind", MOMENT_PENALTIES)
+def test_each_penalty_matches_a_float64_reference(kind: str) -> None:
+    x = _skewed_batch(40, 5, seed=1)
+    expected = _reference(x.numpy(), kind)
+    rel = _RELATIVE_TOLERANCE.get(kind, 1e-9)
+    assert float(moment_penalty(x, kind)) == pytest.approx(expected, rel=rel, abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", MOMENT_PENALTIES)
+def test_leading_dims_are_independent_batches(kind: str) -> None:
+    x = torch.stack([_skewed_batch(30, 4, seed=s) for s in range(3)])
+    values = moment_penalty(x, kind)
+    assert values.shape == (3,)
+    for b in range(3):
+        rel = _RELATIVE_TOLERANCE.get(kind, 1e-9)
+        assert float(values[b]) == pytest.approx(_reference(x[b].numpy(), kind), rel=rel)
+
+
+def test_w2_with_more_dimensions_than_points_counts_missing_eigenvalues_as_zero() -> None:
+    x = _skewed_batch(6, 10, seed=2)  # covariance of rank 5 in R^10
+    expected = _reference(x.numpy(), "w2")  # sqrtm of the singular covariance: zero eigenvalues give 0
+    # The implementation floors sqrt(eigenvalue) at 1e-6: each of the 5 null directions is off by ~2e-6 / d.
+    assert float(moment_penalty(x, "w2")) == pytest.approx(expected, abs=5 * 2e-6 / 10 + 1e-9)
+    eig = covariance_eigenvalues(x - x.mean(dim=0))
+    assert eig.shape == (10,)
+    assert torch.allclose(eig[:5], torch.zeros(5, dtype=torch.float64), atol=1e-10)
+    assert torch.allclose(eig[5:], torch.linalg.eigvalsh(torch.cov(x.T))[5:], rtol=1e-9)
+
+
+@pytest.mark.parametrize("kind", MOMENT_PENALTIES)
+@pytest.mark.parametrize("shape", [(6, 10), (8, 8), (16, 3)])
+def test_rank_deficient_batches_give_finite_values_and_gradients(kind: str, shape: tuple[int, int]) -> None:
+    n, d = shape
+    base = _skewed_batch(n, d, seed=3)
+    base[: n // 2] = base[0]  # repeated rows: rank deficient even when d < N
+    for x in (base, torch.zeros(n, d, dtype=torch.float64)):
+        x = x.clone().requires_grad_(True)
+        value = moment_penalty(x, kind)
+        value.backward()
+        assert torch.isfinite(value)
+        assert torch.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("kind", MOMENT_PENALTIES)
+def test_gradients_match_finite_differences(kind: str) -> None:
+    x = _skewed_batch(9, 3, seed=4).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda t: moment_penalty(t, kind), (x,))
+
+
+def test_dtypes_float64_is_honoured_and_low_precision_computes_in_float32() -> None:
+    x = _skewed_batch(20, 3, seed=5)
+    assert moment_penalty(x, "w2").dtype == torch.float64
+    assert moment_penalty(x.float(), "w2").dtype == torch.float32
+    assert moment_penalty(x.to(torch.bfloat16), "kl_full").dtype == torch.float32
+
+
+def test_unknown_kind_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="unknown moment penalty"):
+        moment_penalty(torch.zeros(4, 2), "frobenius")  # type: ignore[arg-type]
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), kind=st.sampled_from(MOMENT_PENALTIES))
+def test_permutation_invariance(seed: int, kind: str) -> None:
+    x = _skewed_batch(12, 3, seed)
+    order = torch.randperm(12, generator=torch.Generator().manual_seed(seed))
+    assert torch.allclose(moment_penalty(x, kind), moment_penalty(x[order], kind), rtol=1e-10, atol=1e-12)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), kind=st.sampled_from(["w2", "kl_full", "jeff_full", "mu_only"]))
+def test_rotation_invariance_of_the_full_covariance_penalties(seed: int, kind: str) -> None:
+    x = _skewed_batch(12, 3, seed)
+    rotation, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64))
+    assert torch.allclose(moment_penalty(x, kind), moment_penalty(x @ rotation, kind), rtol=1e-8, atol=1e-12)
