@@ -4,4 +4,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__: list[str] = ["__version__"]
+from . import functional
+from .calibration import NullStats, clear_null_cache
+from .wristband import WristbandComponents, WristbandLoss, wristband_map
+
+__all__: list[str] = [
+    "__version__",
+    "functional",
+    "NullStats",
+    "clear_null_cache",
+    "WristbandComponents",
+    "WristbandLoss",
+    "wristband_map",
+]
