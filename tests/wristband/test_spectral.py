@@ -169,3 +169,19 @@ def test_spectral_geodesic_and_chordal_are_consistent_with_quadrature_coefficien
 def test_spectral_gradcheck(degree, average):
     x = sample(7, 3, seed=2).requires_grad_()
     assert torch.autograd.gradcheck(lambda y: wristband_energy(y, degree=degree, k_modes=5, average=average), (x,))
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2])
+def test_blocked_feature_sums_gradcheck_and_match_autograd(monkeypatch, degree):
+    import latentshape.wristband.spectral as spectral
+
+    monkeypatch.setattr(spectral, "_BLOCK_ELEMENTS", 40)  # several blocks
+    g = torch.Generator().manual_seed(degree)
+    u = torch.nn.functional.normalize(torch.randn(2, 11, 3, generator=g, dtype=torch.float64), dim=-1).requires_grad_()
+    t = torch.rand(2, 11, generator=g, dtype=torch.float64).requires_grad_()
+    assert torch.autograd.gradcheck(lambda u_, t_: tuple(spectral.spectral_sums(u_, t_, 4, degree)), (u, t))
+    # and the global energy through the blocked sums equals the mean of the autograd rows
+    radial, angular = radial_coefficients(BETA, 3), angular_coefficients(3, degree, BETA, ALPHA)
+    energy, _ = spectral.spectral_kernel_sums(u, t, radial, angular)
+    rows, _ = spectral.spectral_kernel_sums(u, t, radial, angular, per_point=True)
+    torch.testing.assert_close(energy, rows.mean(dim=-1))

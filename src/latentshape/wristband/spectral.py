@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -40,6 +41,9 @@ __all__ = [
     "angular_coefficients",
     "zonal_at_one",
     "spectral_kernel_sums",
+    "SpectralSums",
+    "spectral_sums",
+    "energy_from_sums",
 ]
 
 MAX_DEGREE = 2
@@ -145,35 +149,146 @@ def spectral_kernel_sums(
     """
     n, d = direction.shape[-2], direction.shape[-1]
     degree = len(angular) - 1
-    dtype = direction.dtype
-    a = torch.tensor(radial, dtype=dtype, device=direction.device)
-    frequencies = math.pi * torch.arange(len(radial), dtype=dtype, device=direction.device)
-    w = torch.cos(t.unsqueeze(-1) * frequencies)  # (B, N, K+1)
+    modes = len(radial)
+    a = torch.tensor(radial, dtype=direction.dtype, device=direction.device)
+    if not per_point and (degree < 2 or n >= modes * d):
+        # Global energy from batch sums: O(chunk) memory, one pass forward and one backward.
+        sums = spectral_sums(direction, t, modes, degree)
+        return energy_from_sums(sums, n, d, radial, angular)
 
+    w = torch.cos(t.unsqueeze(-1) * _frequencies(modes, direction))  # (B, N, K+1)
     c0 = w.mean(dim=-2)  # (B, K+1)
-    bracket = angular[0] * c0 * c0
-    rows_bracket = angular[0] * c0.unsqueeze(-2) if per_point else None
-    angular_all = torch.full_like(c0[..., 0], angular[0])  # w = 1 is the k = 0 mode
+    m1 = w.transpose(-1, -2) @ direction / n if degree >= 1 else None  # (B, K+1, d)
+    second_sq, second_rows = _second_moment_terms(direction, w, per_point) if degree >= 2 else (None, None)
+    bracket, angular_mean = _brackets(c0, m1, second_sq, n, d, angular)
+    if not per_point:
+        return (a * bracket).sum(dim=-1), angular_mean
+    rows_bracket = angular[0] * c0.unsqueeze(-2)
     if degree >= 1:
-        m1 = w.transpose(-1, -2) @ direction / n  # (B, K+1, d)
+        rows_bracket = rows_bracket + angular[1] * d * (direction @ m1.transpose(-1, -2))
+    if degree >= 2:
+        rows_bracket = rows_bracket + angular[2] * (d + 2) / 2.0 * (d * second_rows - c0.unsqueeze(-2))
+    return (w * rows_bracket * a).sum(dim=-1), angular_mean
+
+
+class SpectralSums(NamedTuple):
+    r"""Per-batch sums over points of the spectral features: :math:`\sum_i w_{ik}`, ``(B, K+1)``;
+    :math:`\sum_i w_{ik} u_i`, ``(B, K+1, d)``; :math:`\sum_i w_{ik} u_i u_i^\top`, ``(B, K+1, d, d)``
+    (empty tensors above the degree). Sums, not means, so that batches on several processes
+    combine by one all-reduce."""
+
+    zeroth: Tensor
+    first: Tensor
+    second: Tensor
+
+
+def spectral_sums(direction: Tensor, t: Tensor, modes: int, degree: int) -> SpectralSums:
+    """Differentiable :class:`SpectralSums` of ``(B, N, d)`` directions and ``(B, N)`` radii, in blocks of rows."""
+    return SpectralSums(*_SpectralSums.apply(direction, t, modes, degree))
+
+
+def energy_from_sums(
+    sums: SpectralSums, n: int, d: int, radial: tuple[float, ...], angular: tuple[float, ...]
+) -> tuple[Tensor, Tensor]:
+    """Energy ``(B,)`` and off-diagonal angular mean ``(B,)`` from feature sums over ``n`` points."""
+    degree = len(angular) - 1
+    a = torch.tensor(radial, dtype=sums.zeroth.dtype, device=sums.zeroth.device)
+    c0 = sums.zeroth / n
+    m1 = sums.first / n if degree >= 1 else None
+    second_sq = (sums.second * sums.second).sum(dim=(-2, -1)) / (n * n) if degree >= 2 else None
+    bracket, angular_mean = _brackets(c0, m1, second_sq, n, d, angular)
+    return (a * bracket).sum(dim=-1), angular_mean
+
+
+def _brackets(c0: Tensor, m1: Tensor | None, second_sq: Tensor | None, n: int, d: int, angular: tuple[float, ...]):
+    """Per-mode bracket of the energy ``(B, K+1)`` and the off-diagonal angular mean ``(B,)``."""
+    bracket = angular[0] * c0 * c0
+    angular_all = torch.full_like(c0[..., 0], angular[0])  # w = 1 is the k = 0 mode
+    if m1 is not None:
         m1_sq = (m1 * m1).sum(dim=-1)
         bracket = bracket + angular[1] * d * m1_sq
         angular_all = angular_all + angular[1] * d * m1_sq[..., 0]
-        if per_point:
-            rows_bracket = rows_bracket + angular[1] * d * (direction @ m1.transpose(-1, -2))
-    if degree >= 2:
-        second_sq, second_rows = _second_moment_terms(direction, w, per_point)
+    if second_sq is not None:
         factor = angular[2] * (d + 2) / 2.0
         bracket = bracket + factor * (d * second_sq - c0 * c0)
         angular_all = angular_all + factor * (d * second_sq[..., 0] - 1.0)
-        if per_point:
-            rows_bracket = rows_bracket + factor * (d * second_rows - c0.unsqueeze(-2))
-
     diagonal = sum(lam * zonal_at_one(d, level) for level, lam in enumerate(angular))
-    angular_mean = (n * angular_all - diagonal) / (n - 1)
-    if per_point:
-        return (w * rows_bracket * a).sum(dim=-1), angular_mean
-    return (a * bracket).sum(dim=-1), angular_mean
+    return bracket, (n * angular_all - diagonal) / (n - 1)
+
+
+def _frequencies(modes: int, like: Tensor) -> Tensor:
+    return math.pi * torch.arange(modes, dtype=like.dtype, device=like.device)
+
+
+_BLOCK_ELEMENTS = 1 << 21  # rows-per-block * (K+1) * d: a block's lifted features stay in cache
+
+
+def _feature_blocks(n: int, width: int) -> list[tuple[int, int]]:
+    rows = max(1, min(n, _BLOCK_ELEMENTS // max(1, width)))
+    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
+
+
+class _SpectralSums(torch.autograd.Function):
+    """Feature sums with a block-wise backward: never materializes (N, (K+1) d) for autograd.
+
+    With upstream gradients G0_k, G1_k, G2_k of the three sums and S_k = G2_k + G2_k^T:
+    dL/du_i = sum_k w_ik (G1_k + S_k u_i),  dL/dw_ik = G0_k + G1_k . u_i + u_i^T S_k u_i / 2,
+    and dw_ik/dt_i = -k pi sin(k pi t_i).
+    """
+
+    @staticmethod
+    def forward(ctx, direction, t, modes, degree):  # type: ignore[override]
+        batch, n, d = direction.shape
+        frequencies = _frequencies(modes, direction)
+        zeroth = direction.new_zeros(batch, modes)
+        first = direction.new_zeros(batch, modes, d) if degree >= 1 else direction.new_zeros(0)
+        second = direction.new_zeros(batch, modes * d, d) if degree >= 2 else direction.new_zeros(0)
+        for start, stop in _feature_blocks(n, modes * d if degree >= 2 else modes):
+            u = direction[:, start:stop]
+            w = torch.cos(t[:, start:stop, None] * frequencies)
+            zeroth += w.sum(dim=-2)
+            if degree >= 1:
+                first.baddbmm_(w.transpose(-1, -2), u)
+            if degree >= 2:
+                lifted = (w.unsqueeze(-1) * u.unsqueeze(-2)).flatten(-2)
+                second.baddbmm_(lifted.transpose(-1, -2), u)
+        ctx.save_for_backward(direction, t)
+        ctx.modes, ctx.degree = modes, degree
+        if degree >= 2:
+            second = second.view(batch, modes, d, d)
+        return zeroth, first, second
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_zeroth, grad_first, grad_second):  # type: ignore[override]
+        direction, t = ctx.saved_tensors
+        modes, degree = ctx.modes, ctx.degree
+        batch, n, d = direction.shape
+        frequencies = _frequencies(modes, direction)
+        grad_direction = torch.zeros_like(direction)
+        grad_t = torch.zeros_like(t)
+        g0 = grad_zeroth if grad_zeroth is not None else direction.new_zeros(batch, modes)
+        use_first = degree >= 1 and grad_first is not None
+        use_second = degree >= 2 and grad_second is not None
+        if use_second:  # column block k of `stacked` is S_k = G2_k + G2_k^T
+            symmetric = grad_second + grad_second.transpose(-1, -2)
+            stacked = symmetric.transpose(-3, -2).reshape(batch, d, modes * d)
+        for start, stop in _feature_blocks(n, modes * d if degree >= 2 else modes):
+            u = direction[:, start:stop]
+            angle = t[:, start:stop, None] * frequencies
+            w = torch.cos(angle)
+            grad_w = g0.unsqueeze(-2).expand_as(w).clone()
+            grad_u = torch.zeros_like(u)
+            if use_first:
+                grad_w += u @ grad_first.transpose(-1, -2)
+                grad_u += w @ grad_first
+            if use_second:
+                projected = (u @ stacked).unflatten(-1, (modes, d))  # S_k u_i
+                grad_u += (w.unsqueeze(-1) * projected).sum(dim=-2)
+                grad_w += 0.5 * (projected * u.unsqueeze(-2)).sum(dim=-1)
+            grad_direction[:, start:stop] = grad_u
+            grad_t[:, start:stop] = -(grad_w * torch.sin(angle) * frequencies).sum(dim=-1)
+        return grad_direction, grad_t, None, None
 
 
 def _second_moment_terms(direction: Tensor, w: Tensor, per_point: bool) -> tuple[Tensor, Tensor | None]:
