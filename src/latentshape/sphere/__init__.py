@@ -1,0 +1,22 @@
+"""Hypersphere shapers: uniformity and alignment, hyperspherical prototypes."""
+
+from __future__ import annotations
+
+from .prototypes import (
+    PrototypeClassificationLoss,
+    PrototypeRegressionLoss,
+    fit_prototypes,
+    prototype_separation,
+)
+from .uniformity import AlignmentLoss, UniformityLoss, alignment_loss, uniformity_loss
+
+__all__ = [
+    "UniformityLoss",
+    "AlignmentLoss",
+    "uniformity_loss",
+    "alignment_loss",
+    "fit_prototypes",
+    "prototype_separation",
+    "PrototypeClassificationLoss",
+    "PrototypeRegressionLoss",
+]
