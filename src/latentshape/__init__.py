@@ -17,3 +17,25 @@ __all__: list[str] = [
     "WristbandLoss",
     "wristband_map",
 ]
+
+from .gaussian import (
+    AdversarialPrior,
+    GaussianKL,
+    GaussianMMD,
+    MomentMatchingLoss,
+    SIGReg,
+    SlicedWassersteinGaussian,
+    reparameterize,
+    reparameterize_full,
+)
+
+__all__ += [
+    "AdversarialPrior",
+    "GaussianKL",
+    "GaussianMMD",
+    "MomentMatchingLoss",
+    "SIGReg",
+    "SlicedWassersteinGaussian",
+    "reparameterize",
+    "reparameterize_full",
+]
