@@ -9,20 +9,24 @@ is itself ~ mean 0, sd 1 under the null (DESIGN 3.6).
 Null moments come from :func:`monte_carlo_null` (a fixed seed, vectorized over draws) unless a
 statistic provides them in closed form. Results are cached in memory per (statistic
 configuration, N, d): the first batch of a new shape pays for calibration, later ones do not.
+:func:`set_disk_cache` also keeps them on disk across processes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Hashable
 
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-__all__ = ["NullStats", "monte_carlo_null", "cached_null_stats", "clear_null_cache"]
+__all__ = ["NullStats", "monte_carlo_null", "cached_null_stats", "clear_null_cache", "set_disk_cache"]
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,8 @@ def monte_carlo_null(
 
     ``statistic`` maps a float64 tensor ``(R, N, d)`` to raw values ``(R, C)`` (or ``(R,)``).
     Draws are made in chunks of at most ``max_elements`` numbers from a generator seeded with
-    ``seed``, so the result is reproducible and independent of the chunking only through the
-    stream of draws. A progress bar appears if calibration runs longer than two seconds.
+    ``seed``: the same arguments give the same result. A progress bar appears if calibration
+    runs longer than two seconds.
 
     >>> stats = monte_carlo_null(lambda x: x.mean(dim=(-2, -1)), n=10, d=3, samples=4000)
     >>> abs(float(stats.mean)) < 0.01, abs(float(stats.std) * 30 ** 0.5 - 1) < 0.05
@@ -110,20 +114,74 @@ def monte_carlo_null(
 
 _CACHE: dict[Hashable, NullStats] = {}
 _LOCK = threading.Lock()
+_DISK_CACHE: Path | None = Path(os.environ["LATENTSHAPE_CACHE_DIR"]) if os.environ.get("LATENTSHAPE_CACHE_DIR") else None
+
+
+def set_disk_cache(directory: str | Path | None | bool = True) -> Path | None:
+    """Also keep calibrations on disk, so that later processes skip Monte-Carlo for known shapes.
+
+    ``True`` uses ``$XDG_CACHE_HOME/latentshape`` (``~/.cache/latentshape``); a path uses that
+    directory; ``None``/``False`` turns the disk cache off (the default, unless the environment
+    variable ``LATENTSHAPE_CACHE_DIR`` names a directory). Returns the directory in use.
+    """
+    global _DISK_CACHE
+    if directory is True:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        directory = Path(base) / "latentshape"
+    _DISK_CACHE = Path(directory) if directory else None
+    return _DISK_CACHE
+
+
+def _disk_path(key: Hashable) -> Path | None:
+    if _DISK_CACHE is None:
+        return None
+    from . import __version__
+
+    digest = hashlib.sha256(repr((__version__, key)).encode()).hexdigest()[:24]
+    return _DISK_CACHE / f"null-{digest}.pt"
+
+
+def _load(path: Path | None) -> NullStats | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        fields = torch.load(path, weights_only=True)
+        return NullStats(mean=fields["mean"], std=fields["std"], corr=fields["corr"], samples=int(fields["samples"]))
+    except Exception:  # a corrupt or foreign file is recomputed, never trusted
+        return None
+
+
+def _store(path: Path | None, stats: NullStats) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        torch.save({"mean": stats.mean, "std": stats.std, "corr": stats.corr, "samples": stats.samples}, partial)
+        os.replace(partial, path)  # atomic: concurrent processes never read half a file
+    except OSError:
+        pass  # the cache is an optimization; an unwritable directory must not break training
 
 
 def cached_null_stats(key: Hashable, compute: Callable[[], NullStats]) -> NullStats:
-    """Return the cached :class:`NullStats` for ``key``, computing it once with ``compute()``."""
+    """Return the cached :class:`NullStats` for ``key``, computing it once with ``compute()``.
+
+    Looks in memory, then (if enabled with :func:`set_disk_cache`) on disk.
+    """
     with _LOCK:
         hit = _CACHE.get(key)
     if hit is not None:
         return hit
-    stats = compute()
+    path = _disk_path(key)
+    stats = _load(path)
+    if stats is None:
+        stats = compute()
+        _store(path, stats)
     with _LOCK:
         return _CACHE.setdefault(key, stats)
 
 
 def clear_null_cache() -> None:
-    """Forget every cached calibration (for tests and memory-conscious users)."""
+    """Forget every calibration cached in memory (the disk cache, if any, is left alone)."""
     with _LOCK:
         _CACHE.clear()
