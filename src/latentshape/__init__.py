@@ -39,3 +39,25 @@ __all__ += [
     "reparameterize",
     "reparameterize_full",
 ]
+
+from .interval import KDECrossEntropy
+from .neighbors import LayerwiseSoftNearestNeighborLoss, SoftNearestNeighborLoss, annealed_temperature
+from .sphere import (
+    AlignmentLoss,
+    PrototypeClassificationLoss,
+    PrototypeRegressionLoss,
+    UniformityLoss,
+    fit_prototypes,
+)
+
+__all__ += [
+    "UniformityLoss",
+    "AlignmentLoss",
+    "fit_prototypes",
+    "PrototypeClassificationLoss",
+    "PrototypeRegressionLoss",
+    "SoftNearestNeighborLoss",
+    "LayerwiseSoftNearestNeighborLoss",
+    "annealed_temperature",
+    "KDECrossEntropy",
+]
