@@ -130,3 +130,18 @@ def test_permutation_and_rotation_invariance_with_the_default_target(seed: int) 
     value = moment_matching_loss(x)
     assert torch.allclose(moment_matching_loss(x[order]), value, rtol=1e-10)
     assert torch.allclose(moment_matching_loss(x @ rotation), value, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [0.0, 1e-3, 1.0, 1e3])
+@pytest.mark.parametrize("shape", [(16, 4), (4, 16)])
+def test_finite_values_and_gradients_at_any_scale_and_dtype(dtype: torch.dtype, scale: float, shape: tuple[int, int]) -> None:
+    if dtype == torch.float16 and scale == 1e3:
+        # The loss is quartic in x: its gradient here (~1e8) cannot be represented in float16
+        # (max 65504) once autograd casts it back to the input's dtype. bfloat16 has the range.
+        pytest.skip("gradient outside float16's range")
+    x = (scale * torch.randn(*shape, generator=torch.Generator().manual_seed(8))).to(dtype).requires_grad_(True)
+    value = MomentMatchingLoss()(x)
+    value.backward()
+    assert value.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    assert torch.isfinite(value) and torch.isfinite(x.grad.float()).all()

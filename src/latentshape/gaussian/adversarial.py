@@ -83,9 +83,9 @@ class AdversarialPrior(nn.Module):
     >>> _ = torch.manual_seed(0)
     >>> encoder = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Linear(32, 2))
     >>> encoder_optimizer = torch.optim.Adam(encoder.parameters(), lr=1e-3)
-    >>> prior = AdversarialPrior(dim=2, kind="lsgan", seed=0)
-    >>> data = torch.rand(256, 4)
-    >>> for step in range(20):
+    >>> prior = AdversarialPrior(dim=2, kind="lsgan", hidden=32, seed=0)
+    >>> data = torch.rand(64, 4)
+    >>> for step in range(10):
     ...     z = encoder(data)
     ...     critic_loss = prior.critic_step(z)   # 1. the critic learns N(0, I) vs codes
     ...     loss = prior(z)                      # 2. the encoder's loss (add your task loss here)
