@@ -144,7 +144,7 @@ def test_half_precision_input_is_computed_in_float32(dtype):
     loss_fn = WristbandLoss()
     value = loss_fn(x.requires_grad_())
     assert value.dtype == torch.float32
-    assert float(value) == pytest.approx(float(loss_fn(x.detach().float())), rel=1e-6, abs=1e-6)
+    assert float(value.detach()) == pytest.approx(float(loss_fn(x.detach().float())), rel=1e-6, abs=1e-6)
     value.backward()
     assert x.grad.dtype == dtype and torch.isfinite(x.grad.float()).all()
 
