@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -23,7 +23,8 @@ __all__ = [
 
 Distance = Literal["cosine", "euclidean"]
 _DISTANCES = ("cosine", "euclidean")
-# The stability epsilon of the reference implementation (Agarap & Azcarraga, 2020).
+# Stability epsilon: the seed names it but does not print its value; 1e-5 is the value
+# used by the article author's public implementation (Agarap & Azcarraga, 2020).
 DEFAULT_EPS = 1e-5
 
 
@@ -301,7 +302,7 @@ class LayerwiseSoftNearestNeighborLoss(nn.Module):
         self._activations: dict[str, Tensor] = {}
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]
 
-    def _hook(self, name: str):
+    def _hook(self, name: str) -> Callable[[nn.Module, object, object], None]:
         def keep_output(module: nn.Module, inputs: object, output: object) -> None:
             if isinstance(output, (tuple, list)) and output and isinstance(output[0], Tensor):
                 output = output[0]
