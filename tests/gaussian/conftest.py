@@ -12,15 +12,6 @@ from latentshape.gaussian.sliced import sliced_wasserstein_gaussian
 from latentshape.gaussian._statistic import random_directions
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # These tests use small tensors; on shared CPUs a second intra-op thread only adds contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture
 def sliced_distance() -> Callable[[torch.Tensor], float]:
     """The yardstick of the Gaussianization tests: sliced W2^2 to N(0, I) on 128 fixed directions.
