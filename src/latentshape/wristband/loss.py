@@ -122,7 +122,7 @@ class WristbandLoss(nn.Module):
         def compute() -> NullStats:
             return monte_carlo_null(lambda x: raw_components(x, config), n, d,
                                     samples=self.calibration_samples, seed=self.calibration_seed,
-                                    description="wristband null")
+                                    description="wristband null", dtype=torch.float32)
 
         return cached_null_stats(key, compute)
 
