@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import Tensor
 
-__all__ = ["as_embeddings", "compute_dtype"]
+__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled"]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -13,8 +15,23 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2) -> Tensor:
+def autocast_disabled(device: torch.device) -> contextlib.AbstractContextManager:
+    """A context that switches ``torch.autocast`` off on ``device``'s type (losses compute in float32/64).
+
+    Autocast would otherwise run the losses' matmuls in bfloat16/float16 and lose the precision
+    their statistics need; the caller's autocast region resumes after the loss.
+    """
+    try:
+        return torch.autocast(device_type=device.type, enabled=False)
+    except RuntimeError:  # a device type autocast does not know: nothing to switch off
+        return contextlib.nullcontext()
+
+
+def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite: bool = True) -> Tensor:
     """Validate a batch of embeddings of shape ``(..., N, d)`` and cast it to its compute dtype.
+
+    ``check_finite=False`` leaves the NaN/Inf check to the caller (the distributed losses make it
+    on every rank at once, see :func:`latentshape.distributed.global_batch`).
 
     Raises:
         TypeError: ``x`` is not a tensor, or has an integer, bool or complex dtype.
@@ -33,7 +50,7 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2) -> Tensor:
         raise ValueError(f"{name} needs at least {min_points} points (rows) per batch, got N = {n}")
     if d < 1:
         raise ValueError(f"{name} has d = 0 features; expected d >= 1")
-    if not _compiling():
+    if check_finite and not _compiling():
         bad_rows = (~torch.isfinite(x)).any(dim=-1)
         if bool(bad_rows.any()):
             count = int(bad_rows.sum())

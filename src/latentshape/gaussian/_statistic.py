@@ -14,6 +14,12 @@ Statistics that use random projections (:class:`~latentshape.SIGReg`,
 :class:`~latentshape.SlicedWassersteinGaussian`) subclass :class:`RandomSlicingLoss`, which holds
 the seeded generator (its state travels in ``state_dict`` so a resumed run continues the same
 sequence of slices).
+
+``distributed=True`` computes the statistic of the global batch under ``torch.distributed``
+(:mod:`latentshape.distributed`): by default every rank's rows are gathered with gradients and the
+statistic is evaluated on their concatenation; statistics that are sums over points override
+:meth:`BatchStatisticLoss._evaluate_global` with one all-reduce. Calibration uses the global N.
+All statistics compute with autocast switched off (float32, or float64 for float64 input).
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ from typing import Hashable
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_embeddings
+from .._validation import as_embeddings, autocast_disabled
 from ..calibration import NullStats, cached_null_stats, monte_carlo_null
+from ..distributed import GlobalBatch, all_gather_rows, global_batch, is_distributed
 
 __all__ = ["BatchStatisticLoss", "RandomSlicingLoss", "random_directions", "tensor_digest"]
 
@@ -73,10 +80,13 @@ class BatchStatisticLoss(nn.Module):
     :meth:`_config` (a hashable description of everything the null law depends on).
     """
 
-    def __init__(self, calibrate: bool = False, null_samples: int = 512) -> None:
+    def __init__(self, calibrate: bool = False, null_samples: int = 512, distributed: bool = False) -> None:
         super().__init__()
         if not isinstance(calibrate, bool):
             raise ValueError(f"calibrate must be True or False, got {calibrate!r}")
+        if not isinstance(distributed, bool):
+            raise ValueError(f"distributed must be True or False, got {distributed!r}")
+        self.distributed = distributed
         if int(null_samples) != null_samples or null_samples < 2:
             raise ValueError(f"null_samples must be an integer >= 2, got {null_samples!r}")
         self.calibrate = calibrate
@@ -89,6 +99,13 @@ class BatchStatisticLoss(nn.Module):
 
     def _config(self, d: int) -> Hashable:
         raise NotImplementedError
+
+    def _evaluate_global(self, x: Tensor, generator: torch.Generator | None, rows: GlobalBatch) -> Tensor:
+        """Statistic of the concatenation of every rank's batch (``rows``: per-rank N), replicated on all ranks.
+
+        Default: gather the rows with gradients and call :meth:`_evaluate` on the global batch.
+        """
+        return self._evaluate(all_gather_rows(x, dim=-2, sizes=rows), generator)
 
     def _check_dim(self, d: int) -> None:
         """Hook: raise ValueError if the module cannot handle embeddings of width ``d``."""
@@ -106,10 +123,25 @@ class BatchStatisticLoss(nn.Module):
 
     # -- public -------------------------------------------------------------------------------
     def statistic(self, x: Tensor) -> Tensor:
-        """Raw (uncalibrated) statistic of each batch in ``x`` ``(..., N, d)``; shape ``x.shape[:-2]``."""
+        """Raw (uncalibrated) statistic of each batch in ``x`` ``(..., N, d)``; shape ``x.shape[:-2]``.
+
+        With ``distributed=True`` under an initialized process group: the statistic of the global
+        batch, the same on every rank.
+        """
+        return self._statistic_and_rows(x)[0]
+
+    def _statistic_and_rows(self, x: Tensor) -> tuple[Tensor, int]:
+        """Raw statistic and the number of rows it was computed on (the global N when distributed)."""
+        if self.distributed and is_distributed():
+            x = as_embeddings(x, check_finite=False)  # global_batch checks NaN/Inf on every rank at once
+            rows = global_batch(x)
+            self._check_dim(x.shape[-1])
+            with autocast_disabled(x.device):
+                return self._evaluate_global(x, self._training_generator(), rows), rows.total
         x = as_embeddings(x)
         self._check_dim(x.shape[-1])
-        return self._evaluate(x, self._training_generator())
+        with autocast_disabled(x.device):
+            return self._evaluate(x, self._training_generator()), x.shape[-2]
 
     def null_stats(self, n: int, d: int, device: torch.device | str = "cpu") -> NullStats:
         """Null mean and sd of :meth:`statistic` for batches of ``n`` points from N(0, I) in R^d.
@@ -145,8 +177,8 @@ class BatchStatisticLoss(nn.Module):
 
         About mean 0 and sd 1 when the rows of ``x`` are i.i.d. N(0, I) (or the module's target).
         """
-        raw = self.statistic(x)
-        stats = self.null_stats(x.shape[-2], x.shape[-1], device=x.device)
+        raw, rows = self._statistic_and_rows(x)
+        stats = self.null_stats(rows, x.shape[-1], device=x.device)
         return stats.standardize(raw.unsqueeze(-1)).squeeze(-1)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -158,12 +190,16 @@ class BatchStatisticLoss(nn.Module):
 class RandomSlicingLoss(BatchStatisticLoss):
     """A batch statistic on random 1-D projections, drawn fresh at every call from a seeded generator.
 
+    Under ``distributed=True`` every rank must build the module with the same ``seed`` and call it
+    the same number of times: the slices are then identical on all ranks (they are drawn on the
+    CPU from the module's own generator, never from the global RNG).
+
     The sequence of slices is reproducible given ``seed``; the generator's state is saved in
     ``state_dict`` (as extra state) and restored by ``load_state_dict``.
     """
 
-    def __init__(self, slices: int, seed: int, calibrate: bool, null_samples: int) -> None:
-        super().__init__(calibrate=calibrate, null_samples=null_samples)
+    def __init__(self, slices: int, seed: int, calibrate: bool, null_samples: int, distributed: bool = False) -> None:
+        super().__init__(calibrate=calibrate, null_samples=null_samples, distributed=distributed)
         if int(slices) != slices or slices < 1:
             raise ValueError(f"slices must be a positive integer, got {slices!r}")
         if not isinstance(seed, int) or isinstance(seed, bool):

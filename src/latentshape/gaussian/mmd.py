@@ -115,6 +115,8 @@ class GaussianMMD(BatchStatisticLoss):
         unbiased: U-statistic (True) or V-statistic (False) for the x-x term.
         calibrate: return a z-score against the null at the batch's (N, d).
         null_samples: Monte-Carlo null batches for calibration.
+        distributed: under ``torch.distributed``, the MMD of the global batch (every rank's rows are
+            all-gathered with gradients; O(N_global^2) per rank), see :mod:`latentshape.distributed`.
 
     Reference: Gretton et al. (2012), "A kernel two-sample test".
 
@@ -130,8 +132,9 @@ class GaussianMMD(BatchStatisticLoss):
         unbiased: bool = True,
         calibrate: bool = False,
         null_samples: int = 512,
+        distributed: bool = False,
     ) -> None:
-        super().__init__(calibrate=calibrate, null_samples=null_samples)
+        super().__init__(calibrate=calibrate, null_samples=null_samples, distributed=distributed)
         if bandwidths is not None:
             bandwidths = tuple(float(s) for s in bandwidths)
             if len(bandwidths) == 0:

@@ -22,8 +22,9 @@ from typing import Hashable, Literal
 import torch
 from torch import Tensor
 
+from ..distributed import GlobalBatch, all_gather_rows, is_distributed
 from ._statistic import BatchStatisticLoss, tensor_digest
-from .moments import MOMENT_PENALTIES, moment_penalty
+from .moments import MOMENT_PENALTIES, _global_count_and_mean, _shifted_moments, moment_penalty
 
 __all__ = ["MOMENT_MATCHING_PENALTIES", "moment_matching_loss", "MomentMatchingLoss"]
 
@@ -37,6 +38,7 @@ def moment_matching_loss(
     gamma: float = 1.0,
     mean: Tensor | None = None,
     cov: Tensor | None = None,
+    distributed: bool = False,
 ) -> Tensor:
     r""":math:`\alpha \|\mu - \hat\mu\|^2 + \gamma \|\Sigma - \hat\Sigma\|_F^2` for each batch ``x`` ``(..., N, d)``.
 
@@ -45,26 +47,52 @@ def moment_matching_loss(
     N x N Gram matrix (:math:`\|\hat\Sigma - I\|_F^2 = \|\hat\Sigma\|_F^2 - 2 \operatorname{tr}\hat\Sigma + d`),
     O(N^2 d) instead of O(N d^2). Returns shape ``x.shape[:-2]``.
 
+    ``distributed=True`` under an initialized ``torch.distributed`` process group: the loss of the
+    concatenation of every rank's batch, from all-reduced sums (float64; see
+    :func:`~latentshape.gaussian.moments.global_moments`), or from the all-gathered rows when the
+    identity target meets d > N_global.
+
     >>> x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
     >>> float(moment_matching_loss(x))      # mean 0, covariance (2/3) I: 2 (1/3)^2 = 2/9
     0.2222...
     >>> float(moment_matching_loss(x + 1.0, alpha=0.5))   # adds 0.5 * ||(1, 1)||^2 = 1
     1.2222...
     """
+    if distributed and is_distributed():
+        return _global_moment_matching_loss(x, alpha, gamma, mean, cov)
     n, d = x.shape[-2], x.shape[-1]
     sample_mean = x.mean(dim=-2)
     centered = x - sample_mean.unsqueeze(-2)
-    mean_gap = sample_mean if mean is None else sample_mean - mean.to(x)
-    mean_term = (mean_gap * mean_gap).sum(dim=-1)
     if cov is None and d > n:
         gram = centered @ centered.transpose(-1, -2) / (n - 1)
         cov_term = (gram * gram).sum(dim=(-2, -1)) - 2.0 * gram.diagonal(dim1=-2, dim2=-1).sum(dim=-1) + d
     else:
-        sample_cov = centered.transpose(-1, -2) @ centered / (n - 1)
-        target = torch.eye(d, dtype=x.dtype, device=x.device) if cov is None else cov.to(x)
-        gap = sample_cov - target
-        cov_term = (gap * gap).sum(dim=(-2, -1))
-    return alpha * mean_term + gamma * cov_term
+        cov_term = _covariance_gap(centered.transpose(-1, -2) @ centered / (n - 1), cov)
+    return alpha * _mean_gap(sample_mean, mean) + gamma * cov_term
+
+
+def _mean_gap(sample_mean: Tensor, mean: Tensor | None) -> Tensor:
+    gap = sample_mean if mean is None else sample_mean - mean.to(sample_mean)
+    return (gap * gap).sum(dim=-1)
+
+
+def _covariance_gap(sample_cov: Tensor, cov: Tensor | None) -> Tensor:
+    d = sample_cov.shape[-1]
+    target = torch.eye(d, dtype=sample_cov.dtype, device=sample_cov.device) if cov is None else cov.to(sample_cov)
+    gap = sample_cov - target
+    return (gap * gap).sum(dim=(-2, -1))
+
+
+def _global_moment_matching_loss(
+    x: Tensor, alpha: float, gamma: float, mean: Tensor | None, cov: Tensor | None
+) -> Tensor:
+    x64 = x.to(torch.float64)
+    count, shift = _global_count_and_mean(x64)
+    if cov is None and x.shape[-1] > count:
+        return moment_matching_loss(all_gather_rows(x, dim=-2), alpha, gamma, mean, cov)
+    moments = _shifted_moments(x64, "full", count, shift)
+    value = alpha * _mean_gap(moments.mean, mean) + gamma * _covariance_gap(moments.covariance, cov)
+    return value.to(x.dtype)
 
 
 class MomentMatchingLoss(BatchStatisticLoss):
@@ -83,6 +111,8 @@ class MomentMatchingLoss(BatchStatisticLoss):
         calibrate: return a z-score against the statistic's law for batches drawn from the target
             at the batch's (N, d).
         null_samples: Monte-Carlo null batches for calibration.
+        distributed: under ``torch.distributed``, the loss of the global batch from all-reduced
+            moment sums (see :mod:`latentshape.distributed`).
 
     Seed 001 (stats.stackexchange, "regularize an embedding to be Gaussian"): moment matching.
 
@@ -103,8 +133,9 @@ class MomentMatchingLoss(BatchStatisticLoss):
         penalty: PenaltyKind = "frobenius",
         calibrate: bool = False,
         null_samples: int = 512,
+        distributed: bool = False,
     ) -> None:
-        super().__init__(calibrate=calibrate, null_samples=null_samples)
+        super().__init__(calibrate=calibrate, null_samples=null_samples, distributed=distributed)
         if penalty not in MOMENT_MATCHING_PENALTIES:
             raise ValueError(f"unknown penalty {penalty!r}; choose one of {', '.join(MOMENT_MATCHING_PENALTIES)}")
         for name, weight in (("alpha", alpha), ("gamma", gamma)):
@@ -133,6 +164,11 @@ class MomentMatchingLoss(BatchStatisticLoss):
         if self.penalty == "frobenius":
             return moment_matching_loss(x, self.alpha, self.gamma, self.mean, self.cov)
         return moment_penalty(x, self.penalty)
+
+    def _evaluate_global(self, x: Tensor, generator: torch.Generator | None, rows: GlobalBatch) -> Tensor:
+        if self.penalty == "frobenius":
+            return moment_matching_loss(x, self.alpha, self.gamma, self.mean, self.cov, distributed=True)
+        return moment_penalty(x, self.penalty, distributed=True)
 
     def _null_transform(self, x: Tensor) -> Tensor:
         # The null law is the target N(mean, cov): map the N(0, I) draws onto it.

@@ -29,6 +29,7 @@ from typing import Hashable
 import torch
 from torch import Tensor
 
+from ..distributed import GlobalBatch, all_reduce_sum
 from ._statistic import RandomSlicingLoss
 
 __all__ = ["epps_pulley_quadrature", "epps_pulley", "sigreg_statistic", "SIGReg"]
@@ -73,13 +74,22 @@ def epps_pulley(projections: Tensor, t_max: float = 3.0, points: int = 17) -> Te
     >>> abs(float(epps_pulley(p)) - expected) < 1e-6
     True
     """
-    n = projections.shape[-2]
-    nodes, weights = epps_pulley_quadrature(t_max, points, dtype=projections.dtype, device=projections.device)
+    sum_cos, sum_sin = _characteristic_sums(projections, t_max, points)
+    return _epps_pulley_from_sums(sum_cos, sum_sin, projections.shape[-2], t_max, points)
+
+
+def _characteristic_sums(projections: Tensor, t_max: float, points: int) -> tuple[Tensor, Tensor]:
+    r""":math:`\sum_i \cos(t p_i)` and :math:`\sum_i \sin(t p_i)` at the quadrature nodes, each ``(..., M, T)``."""
+    nodes, _ = epps_pulley_quadrature(t_max, points, dtype=projections.dtype, device=projections.device)
     phases = projections.unsqueeze(-1) * nodes  # (..., N, M, T)
-    mean_cos = torch.cos(phases).mean(dim=-3)  # (..., M, T)
-    mean_sin = torch.sin(phases).mean(dim=-3)
+    return torch.cos(phases).sum(dim=-3), torch.sin(phases).sum(dim=-3)
+
+
+def _epps_pulley_from_sums(sum_cos: Tensor, sum_sin: Tensor, n: int, t_max: float, points: int) -> Tensor:
+    """Epps-Pulley statistic ``(..., M)`` from the characteristic-function sums over ``n`` points."""
+    nodes, weights = epps_pulley_quadrature(t_max, points, dtype=sum_cos.dtype, device=sum_cos.device)
     target = torch.exp(-0.5 * nodes**2)
-    squared_gap = (mean_cos - target) ** 2 + mean_sin**2
+    squared_gap = (sum_cos / n - target) ** 2 + (sum_sin / n) ** 2
     return n * (squared_gap * weights).sum(dim=-1)
 
 
@@ -118,9 +128,12 @@ class SIGReg(RandomSlicingLoss):
         slices: number of random directions M per call.
         t_max: half-width of the integration interval.
         points: trapezoid nodes on [-t_max, t_max].
-        seed: seed of the slice generator.
+        seed: seed of the slice generator (the same on every rank when ``distributed``).
         calibrate: return z-scores instead of raw values.
         null_samples: Monte-Carlo null batches for calibration.
+        distributed: under ``torch.distributed``, the statistic of the global batch: the
+            characteristic-function sums are all-reduced (one all-reduce of 2 M (points // 2 + 1)
+            numbers per batch), see :mod:`latentshape.distributed`.
 
     Reference: Balestriero & LeCun (2025), LeJEPA.
 
@@ -140,8 +153,10 @@ class SIGReg(RandomSlicingLoss):
         seed: int = 0,
         calibrate: bool = False,
         null_samples: int = 512,
+        distributed: bool = False,
     ) -> None:
-        super().__init__(slices=slices, seed=seed, calibrate=calibrate, null_samples=null_samples)
+        super().__init__(slices=slices, seed=seed, calibrate=calibrate, null_samples=null_samples,
+                         distributed=distributed)
         if not (float(t_max) > 0 and float(t_max) < float("inf")):
             raise ValueError(f"t_max must be a positive finite number, got {t_max!r}")
         if int(points) != points or points < 2:
@@ -151,6 +166,13 @@ class SIGReg(RandomSlicingLoss):
 
     def _evaluate(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return sigreg_statistic(x, self.directions(x, generator), self.t_max, self.points)
+
+    def _evaluate_global(self, x: Tensor, generator: torch.Generator | None, rows: GlobalBatch) -> Tensor:
+        # phi_N is a mean over points: all-reduce the cos/sin sums (packed) and divide by the global N.
+        projections = torch.matmul(x, self.directions(x, generator))
+        sum_cos, sum_sin = _characteristic_sums(projections, self.t_max, self.points)
+        sum_cos, sum_sin = all_reduce_sum(torch.stack([sum_cos, sum_sin])).unbind(0)
+        return _epps_pulley_from_sums(sum_cos, sum_sin, rows.total, self.t_max, self.points).mean(dim=-1)
 
     def _config(self, d: int) -> Hashable:
         return (self.slices, self.t_max, self.points)

@@ -24,6 +24,7 @@ from typing import Hashable
 import torch
 from torch import Tensor
 
+from ..distributed import GlobalBatch, all_gather_rows
 from ._statistic import RandomSlicingLoss
 
 __all__ = ["gaussian_quantiles", "sliced_wasserstein_gaussian", "SlicedWassersteinGaussian"]
@@ -52,9 +53,13 @@ def sliced_wasserstein_gaussian(x: Tensor, directions: Tensor) -> Tensor:
     >>> float(sliced_wasserstein_gaussian(x + 1.0, torch.ones(1, 1)))  # a shift by 1 costs 1
     1.0
     """
-    projections = torch.matmul(x, directions)  # (..., N, M)
+    return _sliced_from_projections(torch.matmul(x, directions))
+
+
+def _sliced_from_projections(projections: Tensor) -> Tensor:
+    """Mean over slices and points of (sorted projection - Gaussian quantile)^2; projections ``(..., N, M)``."""
     ordered, _ = torch.sort(projections, dim=-2)
-    quantiles = gaussian_quantiles(x.shape[-2], dtype=ordered.dtype, device=ordered.device)
+    quantiles = gaussian_quantiles(projections.shape[-2], dtype=ordered.dtype, device=ordered.device)
     return ((ordered - quantiles.unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
 
 
@@ -72,9 +77,12 @@ class SlicedWassersteinGaussian(RandomSlicingLoss):
 
     Args:
         slices: number of random directions M per call.
-        seed: seed of the slice generator.
+        seed: seed of the slice generator (the same on every rank when ``distributed``).
         calibrate: return z-scores instead of raw distances.
         null_samples: Monte-Carlo null batches for calibration.
+        distributed: under ``torch.distributed``, the distance of the global batch: the (N, M)
+            projections are all-gathered with gradients and sorted globally, see
+            :mod:`latentshape.distributed`.
 
     References: Bonneel et al. (2015); Deshpande et al. (2018).
 
@@ -84,11 +92,24 @@ class SlicedWassersteinGaussian(RandomSlicingLoss):
     (True, True)
     """
 
-    def __init__(self, slices: int = 256, seed: int = 0, calibrate: bool = False, null_samples: int = 512) -> None:
-        super().__init__(slices=slices, seed=seed, calibrate=calibrate, null_samples=null_samples)
+    def __init__(
+        self,
+        slices: int = 256,
+        seed: int = 0,
+        calibrate: bool = False,
+        null_samples: int = 512,
+        distributed: bool = False,
+    ) -> None:
+        super().__init__(slices=slices, seed=seed, calibrate=calibrate, null_samples=null_samples,
+                         distributed=distributed)
 
     def _evaluate(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return sliced_wasserstein_gaussian(x, self.directions(x, generator))
+
+    def _evaluate_global(self, x: Tensor, generator: torch.Generator | None, rows: GlobalBatch) -> Tensor:
+        # Sorting needs every point: gather the projections (M numbers per row, not d) and sort globally.
+        projections = torch.matmul(x, self.directions(x, generator))
+        return _sliced_from_projections(all_gather_rows(projections, dim=-2, sizes=rows))
 
     def _config(self, d: int) -> Hashable:
         return (self.slices,)

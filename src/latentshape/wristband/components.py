@@ -9,6 +9,15 @@ r"""Stateless wristband energy and raw loss components (DESIGN 3.3 and 3.5).
 - ``mom``: :func:`~latentshape.gaussian.moments.moment_penalty`.
 
 The calibrated combination lives in :class:`~latentshape.wristband.loss.WristbandLoss`.
+
+``distributed=True`` under an initialized ``torch.distributed`` process group computes every
+component on the global batch (the concatenation of all ranks' rows, DESIGN 9): the global
+spectral energy from all-reduced feature sums (:class:`~latentshape.wristband.spectral.SpectralSums`),
+the radial term from all-gathered (t, z) sorted globally, the pairwise path, the per-point
+spectral rows and the degree-2 Gram route (N_global < (K+1) d) from all-gathered (u, t), and the
+moment penalty from all-reduced moment sums. The result is replicated on every rank; gradients
+follow :mod:`latentshape.distributed`. The pairwise path then costs O(N_global^2) on every rank.
+All components compute with ``torch.autocast`` switched off (float32, or float64 for float64 input).
 """
 
 from __future__ import annotations
@@ -19,12 +28,22 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import as_embeddings
+from .._validation import as_embeddings, autocast_disabled
+from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_batch, is_distributed
 from ..gaussian.moments import MOMENT_PENALTIES, moment_penalty
 from .kernel import default_alpha, pairwise_row_sums
 from .map import wristband_map
 from .radial import radial_distance
-from .spectral import MAX_DEGREE, angular_coefficients, radial_coefficients, spectral_kernel_sums
+from .spectral import (
+    MAX_DEGREE,
+    SpectralSums,
+    angular_coefficients,
+    energy_from_sums,
+    radial_coefficients,
+    spectral_kernel_sums,
+    spectral_sums,
+    uses_feature_sums,
+)
 
 __all__ = ["WristbandConfig", "WristbandComponents", "wristband_energy", "wristband_components", "raw_components"]
 
@@ -82,32 +101,66 @@ class WristbandConfig:
         return self.alpha if self.alpha is not None else default_alpha(self.angular)
 
 
-def _kernel_sums(x: Tensor, config: WristbandConfig, per_point: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(energy or rows, off-diagonal angular mean, t, score) for a validated ``(B, N, d)`` batch."""
+def _kernel_sums(
+    x: Tensor, config: WristbandConfig, per_point: bool, rows: GlobalBatch | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(energy or rows, off-diagonal angular mean, t, score) for a validated ``(B, N, d)`` batch.
+
+    With ``rows`` (every rank's N) the four are those of the global batch, replicated on all ranks.
+    """
     point = wristband_map(x)
-    t = point.cdf.to(x.dtype)
-    if config.method == "pairwise":
-        rows, angular_rows = pairwise_row_sums(point.direction, t, config.beta, config.alpha_value, config.angular)
-        energy = rows if per_point else rows.mean(dim=-1)
-        return energy, angular_rows.mean(dim=-1), point.cdf, point.score
+    direction, cdf, score = point
     radial = radial_coefficients(config.beta, config.k_modes)
-    angular = angular_coefficients(x.shape[-1], config.degree, config.beta, config.alpha_value, config.angular)
-    energy, angular_mean = spectral_kernel_sums(point.direction, t, radial, angular, per_point=per_point)
-    return energy, angular_mean, point.cdf, point.score
+    d = x.shape[-1]
+    if rows is not None:
+        cdf = all_gather_rows(cdf, dim=-1, sizes=rows)
+        score = all_gather_rows(score, dim=-1, sizes=rows)
+        if config.method == "spectral" and uses_feature_sums(rows.total, d, len(radial), config.degree, per_point):
+            angular = angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular)
+            local = spectral_sums(direction, point.cdf.to(x.dtype), len(radial), config.degree)
+            energy, angular_mean = energy_from_sums(_all_reduce_sums(local), rows.total, d, radial, angular)
+            return energy, angular_mean, cdf, score
+        direction = all_gather_rows(direction, dim=-2, sizes=rows)
+    t = cdf.to(x.dtype)
+    if config.method == "pairwise":
+        kernel_rows, angular_rows = pairwise_row_sums(direction, t, config.beta, config.alpha_value, config.angular)
+        energy = kernel_rows if per_point else kernel_rows.mean(dim=-1)
+        return energy, angular_rows.mean(dim=-1), cdf, score
+    angular = angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular)
+    energy, angular_mean = spectral_kernel_sums(direction, t, radial, angular, per_point=per_point)
+    return energy, angular_mean, cdf, score
 
 
-def raw_components(x: Tensor, config: WristbandConfig) -> Tensor:
-    """Raw ``(rep, rad, ang, mom)`` stacked on the last axis, shape ``(B, 4)``, for ``(B, N, d)`` input."""
+def _all_reduce_sums(sums: SpectralSums) -> SpectralSums:
+    """Sum the three feature sums over ranks with one (packed) autograd-aware all-reduce."""
+    batch = sums.zeroth.shape[0]
+    flat = [part.reshape(batch, -1) for part in sums]
+    total = all_reduce_sum(torch.cat(flat, dim=-1)).split([f.shape[-1] for f in flat], dim=-1)
+    return SpectralSums(*(summed.reshape(part.shape) for summed, part in zip(total, sums)))
+
+
+def raw_components(x: Tensor, config: WristbandConfig, distributed: bool = False) -> Tensor:
+    """Raw ``(rep, rad, ang, mom)`` stacked on the last axis, shape ``(B, 4)``, for ``(B, N, d)`` input.
+
+    ``distributed=True`` with an initialized process group: the components of the global batch
+    (module docstring); otherwise of ``x`` alone.
+    """
+    rows = global_batch(x) if distributed and is_distributed() else None
+    return _raw_components(x, config, rows)
+
+
+def _raw_components(x: Tensor, config: WristbandConfig, rows: GlobalBatch | None) -> Tensor:
     per_point = config.average == "per_point"
-    energy, angular_mean, cdf, score = _kernel_sums(x, config, per_point)
-    tiny = torch.finfo(energy.dtype).tiny
-    # Truncated expansions are not positive-definite pointwise; clamp keeps log finite.
-    log_energy = torch.log(energy.clamp_min(tiny))
-    rep = (log_energy.mean(dim=-1) if per_point else log_energy) / config.beta
-    ang = torch.log(angular_mean.clamp_min(tiny)) / config.beta
-    rad = radial_distance(cdf, score).to(x.dtype)
-    mom = moment_penalty(x, config.moment).to(x.dtype)
-    return torch.stack([rep, rad, ang, mom], dim=-1)
+    with autocast_disabled(x.device):
+        energy, angular_mean, cdf, score = _kernel_sums(x, config, per_point, rows)
+        tiny = torch.finfo(energy.dtype).tiny
+        # Truncated expansions are not positive-definite pointwise; clamp keeps log finite.
+        log_energy = torch.log(energy.clamp_min(tiny))
+        rep = (log_energy.mean(dim=-1) if per_point else log_energy) / config.beta
+        ang = torch.log(angular_mean.clamp_min(tiny)) / config.beta
+        rad = radial_distance(cdf, score).to(x.dtype)
+        mom = moment_penalty(x, config.moment, distributed=rows is not None).to(x.dtype)
+        return torch.stack([rep, rad, ang, mom], dim=-1)
 
 
 def wristband_energy(
@@ -135,7 +188,8 @@ def wristband_energy(
     config = WristbandConfig(method=method, degree=degree, k_modes=k_modes, beta=beta, alpha=alpha,
                              angular=angular, average=average)
     batch, leading = _as_batch(x)
-    energy = _kernel_sums(batch, config, per_point=average == "per_point")[0]
+    with autocast_disabled(batch.device):
+        energy = _kernel_sums(batch, config, per_point=average == "per_point")[0]
     return energy.reshape(leading + energy.shape[1:])
 
 
@@ -145,9 +199,13 @@ def wristband_components(
     lambda_rad: float = 0.1,
     lambda_ang: float = 0.0,
     lambda_mom: float = 1.0,
+    distributed: bool = False,
 ) -> WristbandComponents:
     r"""Raw (uncalibrated) components of ``x`` ``(..., N, d)`` and their weighted sum
     :math:`\mathrm{rep} + \lambda_{rad}\mathrm{rad} + \lambda_{ang}\mathrm{ang} + \lambda_{mom}\mathrm{mom}`.
+
+    ``distributed=True``: the components of the global batch under ``torch.distributed`` (module
+    docstring); the same as ``False`` without an initialized process group.
 
     >>> x = torch.randn(3, 256, 4, generator=torch.Generator().manual_seed(0))
     >>> parts = wristband_components(x)
@@ -155,14 +213,16 @@ def wristband_components(
     (torch.Size([3]), torch.float32)
     """
     config = config or WristbandConfig()
-    batch, leading = _as_batch(x)
-    raw = raw_components(batch, config).reshape(leading + (4,))
+    active = distributed and is_distributed()
+    batch, leading = _as_batch(x, check_finite=not active)
+    rows = global_batch(batch) if active else None
+    raw = _raw_components(batch, config, rows).reshape(leading + (4,))
     rep, rad, ang, mom = raw.unbind(-1)
     total = rep + lambda_rad * rad + lambda_ang * ang + lambda_mom * mom
     return WristbandComponents(total, rep, rad, ang, mom)
 
 
-def _as_batch(x: Tensor) -> tuple[Tensor, tuple[int, ...]]:
-    x = as_embeddings(x)
+def _as_batch(x: Tensor, check_finite: bool = True) -> tuple[Tensor, tuple[int, ...]]:
+    x = as_embeddings(x, check_finite=check_finite)
     leading = tuple(x.shape[:-2])
     return x.reshape((-1,) + tuple(x.shape[-2:])), leading

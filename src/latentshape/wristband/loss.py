@@ -18,7 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from ..calibration import NullStats, cached_null_stats, monte_carlo_null
-from .components import WristbandComponents, WristbandConfig, _as_batch, raw_components
+from ..distributed import global_batch, is_distributed
+from .components import WristbandComponents, WristbandConfig, _as_batch, _raw_components, raw_components
 
 __all__ = ["WristbandLoss"]
 
@@ -49,6 +50,12 @@ class WristbandLoss(nn.Module):
         calibrate: return z-scores against the null at the batch's (N, d) (else raw values).
         calibration_samples: Monte-Carlo null batches per new (N, d); default 512 (spectral),
             128 (pairwise). calibration_seed: seed of those draws.
+        distributed: under an initialized ``torch.distributed`` process group, compute the loss of
+            the global batch (every rank's rows concatenated; N may differ per rank), calibrated at
+            the global N. The value is the same on every rank and each rank's input gradient is its
+            slice of the single-process gradient; under DDP multiply the loss by
+            :func:`latentshape.distributed.world_size` for single-process parameter gradients (see
+            :mod:`latentshape.distributed`). Without a process group: exactly ``False``.
 
     Calibration runs once per (configuration, N, d) and is shared by all instances in the
     process, so a short last batch just costs one more calibration.
@@ -79,6 +86,7 @@ class WristbandLoss(nn.Module):
         calibrate: bool = True,
         calibration_samples: int | None = None,
         calibration_seed: int = 0,
+        distributed: bool = False,
     ) -> None:
         super().__init__()
         self.config = WristbandConfig(method=method, degree=degree, k_modes=k_modes, beta=float(beta),
@@ -94,6 +102,7 @@ class WristbandLoss(nn.Module):
             raise ValueError(f"calibration_samples must be >= 16, got {calibration_samples}")
         self.calibration_samples = int(calibration_samples)
         self.calibration_seed = int(calibration_seed)
+        self.distributed = bool(distributed)
 
     def forward(self, x: Tensor) -> Tensor:
         """The calibrated total, averaged over leading dimensions: a 0-d tensor."""
@@ -101,11 +110,16 @@ class WristbandLoss(nn.Module):
 
     def components(self, x: Tensor) -> WristbandComponents:
         """``(total, rep, rad, ang, mom)``, each of shape ``x.shape[:-2]``."""
-        batch, leading = _as_batch(x)
-        raw = raw_components(batch, self.config)
+        active = self.distributed and is_distributed()
+        # Distributed: NaN/Inf rows are checked on every rank at once (global_batch), so that a bad
+        # batch on one rank raises everywhere instead of leaving the others in a collective.
+        batch, leading = _as_batch(x, check_finite=not active)
+        rows = global_batch(batch) if active else None
+        raw = _raw_components(batch, self.config, rows)
         weights = torch.tensor(self.weights, dtype=raw.dtype, device=raw.device)
         if self.calibrate:
-            stats = self.null_stats(batch.shape[-2], batch.shape[-1])
+            n = rows.total if rows is not None else batch.shape[-2]
+            stats = self.null_stats(n, batch.shape[-1])
             values = stats.standardize(raw)
             total = (values * weights).sum(dim=-1) / stats.combined_std(weights.cpu())
         else:
@@ -131,4 +145,4 @@ class WristbandLoss(nn.Module):
         return (f"method={c.method!r}, degree={c.degree}, k_modes={c.k_modes}, beta={c.beta}, "
                 f"angular={c.angular!r}, average={c.average!r}, lambda_rad={self.weights[1]}, "
                 f"lambda_ang={self.weights[2]}, lambda_mom={self.weights[3]}, moment={c.moment!r}, "
-                f"calibrate={self.calibrate}")
+                f"calibrate={self.calibrate}" + (", distributed=True" if self.distributed else ""))

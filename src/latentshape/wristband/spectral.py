@@ -41,6 +41,7 @@ __all__ = [
     "angular_coefficients",
     "zonal_at_one",
     "spectral_kernel_sums",
+    "uses_feature_sums",
     "SpectralSums",
     "spectral_sums",
     "energy_from_sums",
@@ -151,7 +152,7 @@ def spectral_kernel_sums(
     degree = len(angular) - 1
     modes = len(radial)
     a = torch.tensor(radial, dtype=direction.dtype, device=direction.device)
-    if not per_point and (degree < 2 or n >= modes * d):
+    if uses_feature_sums(n, d, modes, degree, per_point):
         # Global energy from batch sums: O(chunk) memory, one pass forward and one backward.
         sums = spectral_sums(direction, t, modes, degree)
         return energy_from_sums(sums, n, d, radial, angular)
@@ -169,6 +170,15 @@ def spectral_kernel_sums(
     if degree >= 2:
         rows_bracket = rows_bracket + angular[2] * (d + 2) / 2.0 * (d * second_rows - c0.unsqueeze(-2))
     return (w * rows_bracket * a).sum(dim=-1), angular_mean
+
+
+def uses_feature_sums(n: int, d: int, modes: int, degree: int, per_point: bool) -> bool:
+    """Whether :func:`spectral_kernel_sums` takes the batch-sums route (global energy; and for degree 2
+    only when the d x d moments are cheaper than the N x N Gram form, N >= (K+1) d).
+
+    Those sums combine across processes by one all-reduce; the other routes need every point.
+    """
+    return not per_point and (degree < 2 or n >= modes * d)
 
 
 class SpectralSums(NamedTuple):
