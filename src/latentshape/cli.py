@@ -21,26 +21,127 @@ class UserError(Exception):
     """A mistake in the user's input: reported as one line, exit status 2."""
 
 
+_SUFFIXES = (".npy", ".npz", ".pt", ".csv")
+
+
 def load_embeddings(path: str | Path, key: str | None = None) -> tuple[np.ndarray, list[str]]:
-    """Load an ``(N, d)`` float array from ``.npy``; returns the array and notes for the user."""
+    """Load an ``(N, d)`` real array from ``.npy``, ``.npz``, ``.pt`` or ``.csv``.
+
+    ``key`` picks an array of an ``.npz`` or an entry of a ``.pt`` dict (default: the only one).
+    Arrays of rank > 2 are flattened to ``(-1, d)``. Returns the float array and notes for the
+    user. Every problem with the file is a :class:`UserError` with one clear line.
+    """
     path = Path(path)
     if not path.exists():
         raise UserError(f"no such file: {path}")
-    if path.suffix.lower() != ".npy":
-        raise UserError(f"unsupported file type {path.suffix or '(none)'!r}: use .npy")
+    if path.is_dir():
+        raise UserError(f"{path} is a directory, not an embeddings file")
+    suffix = path.suffix.lower()
+    if suffix not in _SUFFIXES:
+        raise UserError(f"unsupported file type {path.suffix or '(none)'!r} for {path}: use .npy, .npz, .pt or .csv")
+    if key is not None and suffix not in (".npz", ".pt"):
+        raise UserError(f"--key applies to .npz and .pt files, not {suffix}")
+    loader = {".npy": _load_npy, ".npz": _load_npz, ".pt": _load_pt, ".csv": _load_csv}[suffix]
+    array, notes = loader(path, key)
+    return _as_matrix(array, path, notes)
+
+
+def _load_npy(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
     try:
-        array = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False), []
     except Exception as error:  # numpy raises several types for corrupt files
-        raise UserError(f"cannot read {path}: {error}") from None
-    notes: list[str] = []
-    if array.ndim == 1:
-        raise UserError(f"{path} holds a 1-D array of shape {array.shape}; expected (N, d)")
-    if array.ndim > 2:
-        notes.append(f"flattened array of shape {array.shape} to ({int(np.prod(array.shape[:-1]))}, {array.shape[-1]})")
-        array = array.reshape(-1, array.shape[-1])
+        raise UserError(f"cannot read {path} as .npy: {_first_line(error)}") from None
+
+
+def _load_npz(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.files)
+            chosen = _choose_key(keys, key, path)
+            return np.asarray(archive[chosen]), ([f"using array {chosen!r}"] if key is None and len(keys) > 1 else [])
+    except UserError:
+        raise
+    except Exception as error:
+        raise UserError(f"cannot read {path} as .npz: {_first_line(error)}") from None
+
+
+def _load_pt(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # corrupt file, or pickled objects that weights_only refuses
+        raise UserError(f"cannot read {path} as .pt (tensors only, weights_only=True): {_first_line(error)}") from None
+    if isinstance(content, dict):
+        tensors = {str(name): value for name, value in content.items() if isinstance(value, torch.Tensor)}
+        if not tensors:
+            raise UserError(f"{path} holds a dict without tensors; expected a tensor or a dict of tensors")
+        content = tensors[_choose_key(list(tensors), key, path)]
+    elif key is not None:
+        raise UserError(f"--key {key!r} given, but {path} holds a single tensor, not a dict")
+    if not isinstance(content, torch.Tensor):
+        raise UserError(f"{path} holds a {type(content).__name__}; expected a tensor or a dict of tensors")
+    if content.is_complex():
+        raise UserError(f"{path} holds complex values; expected real numbers")
+    return content.detach().to(torch.float64 if content.dtype == torch.float64 else torch.float32).numpy(), []
+
+
+def _load_csv(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
+    try:
+        with path.open("r", encoding="utf-8") as handle:
+            first = handle.readline()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"cannot read {path} as text .csv: {_first_line(error)}") from None
+    if not first.strip():
+        raise UserError(f"{path} is empty")
+    try:
+        [float(field) for field in first.split(",")]
+        header = 0
+    except ValueError:
+        header = 1  # a first row that is not all numbers is a header
+    try:
+        array = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
+    except Exception as error:
+        raise UserError(f"cannot read {path} as .csv of numbers: {_first_line(error)}") from None
+    return array, (["skipped a header row"] if header else [])
+
+
+def _choose_key(keys: list[str], key: str | None, path: Path) -> str:
+    if key is not None:
+        if key not in keys:
+            raise UserError(f"no key {key!r} in {path}; keys: {', '.join(keys)}")
+        return key
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise UserError(f"{path} holds no arrays")
+    raise UserError(f"{path} holds several arrays ({', '.join(keys)}); pick one with --key NAME")
+
+
+def _as_matrix(array: np.ndarray, path: Path, notes: list[str]) -> tuple[np.ndarray, list[str]]:
     if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
         raise UserError(f"{path} holds {array.dtype} values; expected real numbers")
+    if array.ndim < 2:
+        raise UserError(f"{path} holds an array of shape {array.shape}; expected (N, d)")
+    if array.ndim > 2:
+        flat = (int(np.prod(array.shape[:-1])), array.shape[-1])
+        notes.append(f"flattened array of shape {array.shape} to {flat}")
+        array = array.reshape(flat)
+    n, d = array.shape
+    if d == 0:
+        raise UserError(f"{path} has d = 0 columns; expected (N, d) with d >= 1")
+    bad = ~np.isfinite(array).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise UserError(f"{path} has {rows.size} row(s) with NaN or Inf (first: row {rows[0]}); drop or fix them")
+    from .diagnostics.check import MIN_POINTS
+
+    if n < MIN_POINTS:
+        raise UserError(f"{path} has {n} row(s); the check needs at least {MIN_POINTS}")
     return array.astype(np.float64 if array.dtype == np.float64 else np.float32), notes
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
 
 
 def _example_batches() -> dict[str, np.ndarray]:
@@ -51,41 +152,71 @@ def _example_batches() -> dict[str, np.ndarray]:
     return {"gaussian N(0, I)": gaussian.astype(np.float32), "uniform cube (unit variance)": cube.astype(np.float32)}
 
 
-def _wristband_table(batches: dict[str, np.ndarray]) -> str:
-    from .wristband import WristbandLoss
-
-    loss_fn = WristbandLoss()
-    header = f"{'batch':<32} {'N':>6} {'d':>5} {'total':>9} {'rep':>9} {'rad':>9} {'ang':>9} {'mom':>9}"
-    lines = [header, "-" * len(header)]
-    for name, array in batches.items():
-        try:
-            parts = loss_fn.components(torch.from_numpy(array))
-        except (ValueError, TypeError) as error:
-            raise UserError(str(error)) from None
-        values = " ".join(f"{float(p):>9.2f}" for p in parts)
-        lines.append(f"{name:<32} {array.shape[0]:>6} {array.shape[1]:>5} {values}")
-    lines.append("")
-    lines.append("Calibrated z-scores: ~N(0, 1) for a Gaussian batch; larger = further from N(0, I).")
-    return "\n".join(lines)
+def _check_options(args: argparse.Namespace) -> dict[str, object]:
+    return {"null_samples": args.null_samples, "seed": args.seed, "max_pairwise": args.max_pairwise, "alpha": args.alpha}
 
 
 def _run_check(args: argparse.Namespace) -> int:
+    import json
+
+    from .diagnostics import check
+
     if args.example:
-        print(_wristband_table(_example_batches()))
-        return 0
-    if args.file is None:
-        raise UserError("give a FILE to check, or --example")
-    array, notes = load_embeddings(args.file)
-    for note in notes:
-        print(f"note: {note}")
-    print(_wristband_table({Path(args.file).name: array}))
+        if args.file is not None:
+            raise UserError("give either a FILE or --example, not both")
+        batches, notes = _example_batches(), {}
+    else:
+        if args.file is None:
+            raise UserError("give a FILE to check, or --example")
+        array, file_notes = load_embeddings(args.file, args.key)
+        batches, notes = {Path(args.file).name: array}, {Path(args.file).name: file_notes}
+    try:
+        reports = {}
+        for name, array in batches.items():
+            report = check(array, **_check_options(args))  # type: ignore[arg-type]
+            report.source = name
+            report.notes[:0] = notes.get(name, [])
+            reports[name] = report
+    except (ValueError, TypeError) as error:
+        raise UserError(_first_line(error)) from None
+    if args.json:
+        payload = {name: r.to_dict() for name, r in reports.items()} if args.example else next(iter(reports.values())).to_dict()
+        print(json.dumps(payload, indent=2, allow_nan=False))
+    else:
+        print("\n\n".join(str(report) for report in reports.values()))
+    if args.plot is not None:
+        outputs = [Path(args.plot)] if len(reports) == 1 else [
+            Path(args.plot).with_name(f"{Path(args.plot).stem}_{index}{Path(args.plot).suffix or '.png'}")
+            for index in range(len(reports))
+        ]
+        for output, report in zip(outputs, reports.values()):
+            try:
+                report.plot(output)
+            except ImportError as error:
+                raise UserError(str(error)) from None
+            except OSError as error:
+                raise UserError(f"cannot write {output}: {_first_line(error)}") from None
+            print(f"wrote {output}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
 def _add_check(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("check", help="how Gaussian is an embedding? (calibrated wristband report)")
-    parser.add_argument("file", nargs="?", help="embeddings file (.npy) of shape (N, d)")
+    parser = subparsers.add_parser(
+        "check", help="how Gaussian is an embedding? (calibrated report and figure)",
+        description="Test whether the rows of an (N, d) array look like i.i.d. N(0, I) draws: wristband, "
+                    "per-dimension moments, KS of the radius, Mardia, Henze-Zirkler and kNN KL, each with a "
+                    "calibrated p-value, and a verdict with Holm's multiple-testing correction.",
+    )
+    parser.add_argument("file", nargs="?", help="embeddings file: .npy, .npz, .pt (tensor or dict of tensors) or .csv")
+    parser.add_argument("--key", metavar="NAME", help="array of an .npz / entry of a .pt dict (default: the only one)")
+    parser.add_argument("--plot", metavar="OUT.png", help="write the diagnostic figure to this PNG")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--example", action="store_true", help="check built-in Gaussian and non-Gaussian samples")
+    parser.add_argument("--null-samples", type=int, default=100, metavar="R", help="Monte-Carlo null draws (default 100)")
+    parser.add_argument("--max-pairwise", type=int, default=2000, metavar="M",
+                        help="rows used by the O(N^2) statistics (default 2000)")
+    parser.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the verdict (default 0.05)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the null draws and subsamples (default 0)")
     parser.set_defaults(handler=_run_check)
 
 
