@@ -61,3 +61,8 @@ __all__ += [
     "annealed_temperature",
     "KDECrossEntropy",
 ]
+
+# Diagnostics: "how Gaussian is this embedding, really?" (DESIGN 5)
+from .diagnostics import Report, check  # noqa: E402
+
+__all__ += ["check", "Report"]
