@@ -220,7 +220,13 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=_run_check)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check]
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    from .demo import add_demo_parser  # the demo's heavy imports (sklearn, matplotlib, zuko) stay lazy
+
+    add_demo_parser(subparsers)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
