@@ -66,3 +66,8 @@ __all__ += [
 from .diagnostics import Report, check  # noqa: E402
 
 __all__ += ["check", "Report"]
+
+# Models: the deterministic Gaussian autoencoder (zuko is imported only when one is built)
+from .models import GaussianAutoencoder, train_autoencoder  # noqa: E402
+
+__all__ += ["GaussianAutoencoder", "train_autoencoder"]
