@@ -50,7 +50,7 @@ def _load_npy(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
     try:
         return np.load(path, allow_pickle=False), []
     except Exception as error:  # numpy raises several types for corrupt files
-        raise UserError(f"cannot read {path} as .npy: {_first_line(error)}") from None
+        raise UserError(f"cannot read {path} as .npy (corrupt, or not a NumPy array file): {_first_line(error)}") from None
 
 
 def _load_npz(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
@@ -153,6 +153,12 @@ def _example_batches() -> dict[str, np.ndarray]:
 
 
 def _check_options(args: argparse.Namespace) -> dict[str, object]:
+    if args.null_samples < 20:
+        raise UserError(f"--null-samples must be >= 20, got {args.null_samples}")
+    if args.max_pairwise < 8:
+        raise UserError(f"--max-pairwise must be >= 8, got {args.max_pairwise}")
+    if not 0 < args.alpha < 1:
+        raise UserError(f"--alpha must be in (0, 1), got {args.alpha}")
     return {"null_samples": args.null_samples, "seed": args.seed, "max_pairwise": args.max_pairwise, "alpha": args.alpha}
 
 
@@ -161,6 +167,7 @@ def _run_check(args: argparse.Namespace) -> int:
 
     from .diagnostics import check
 
+    options = _check_options(args)
     if args.example:
         if args.file is not None:
             raise UserError("give either a FILE or --example, not both")
@@ -170,15 +177,14 @@ def _run_check(args: argparse.Namespace) -> int:
             raise UserError("give a FILE to check, or --example")
         array, file_notes = load_embeddings(args.file, args.key)
         batches, notes = {Path(args.file).name: array}, {Path(args.file).name: file_notes}
-    try:
-        reports = {}
-        for name, array in batches.items():
-            report = check(array, **_check_options(args))  # type: ignore[arg-type]
-            report.source = name
-            report.notes[:0] = notes.get(name, [])
-            reports[name] = report
-    except (ValueError, TypeError) as error:
-        raise UserError(_first_line(error)) from None
+    # The loader has validated the data; an exception from check() past this point is a bug, not a
+    # user error, so it keeps its traceback.
+    reports = {}
+    for name, array in batches.items():
+        report = check(array, **options)  # type: ignore[arg-type]
+        report.source = name
+        report.notes[:0] = notes.get(name, [])
+        reports[name] = report
     if args.json:
         payload = {name: r.to_dict() for name, r in reports.items()} if args.example else next(iter(reports.values())).to_dict()
         print(json.dumps(payload, indent=2, allow_nan=False))
@@ -226,7 +232,13 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     add_demo_parser(subparsers)
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_demo]
+def _add_bench(subparsers: argparse._SubParsersAction) -> None:
+    from .bench.command import add_bench_parser
+
+    add_bench_parser(subparsers)
+
+
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_check, _add_demo, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
