@@ -1,5 +1,36 @@
-"""Benchmark harness: impostor distributions (more protocols and the runner come later)."""
+"""Benchmark harness (DESIGN 6): source distributions, regularizers, three protocols, reports.
 
-from .distributions import x_shape
+>>> from latentshape import bench
+>>> table = bench.detection(["x"], ["wristband"], n=128, dims=(2,), repeats=1, progress=False)
+>>> table.value("z", distribution="x") > 5
+True
 
-__all__ = ["x_shape"]
+Command line: ``latentshape bench {detection,gaussianize,speed} [--quick] [--out DIR]``.
+"""
+
+from .distributions import DISTRIBUTIONS, Sampler, register_distribution, sample, x_shape
+from .protocols import ResultTable, W2Reference, detection, gaussianize, speed, w2_exact, w2_reference
+from .regularizers import REGULARIZERS, Regularizer, register_regularizer, zscore
+from .report import markdown, plot, write_report
+
+__all__ = [
+    "DISTRIBUTIONS",
+    "Sampler",
+    "register_distribution",
+    "sample",
+    "x_shape",
+    "REGULARIZERS",
+    "Regularizer",
+    "register_regularizer",
+    "zscore",
+    "ResultTable",
+    "detection",
+    "gaussianize",
+    "speed",
+    "w2_exact",
+    "w2_reference",
+    "W2Reference",
+    "markdown",
+    "plot",
+    "write_report",
+]
