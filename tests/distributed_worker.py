@@ -19,12 +19,13 @@ from latentshape.gaussian import GaussianMMD, MomentMatchingLoss, SIGReg, Sliced
 from latentshape.wristband import WristbandLoss
 
 ROWS_PER_RANK = (17, 30, 41)  # unequal on purpose
+TINY_ROWS_PER_RANK = (1, 4, 0)  # a rank may hold fewer than 2 rows, or none
 WIDE = 96  # > N_global in every world: the rank-deficient (gather) routes of the moment losses
 
 
-def dataset(name: str, world_size: int) -> torch.Tensor:
+def dataset(name: str, world_size: int, rows_per_rank: tuple[int, ...] = ROWS_PER_RANK) -> torch.Tensor:
     """The global float64 batch of a case (identical in every process)."""
-    n = sum(ROWS_PER_RANK[:world_size])
+    n = sum(rows_per_rank[:world_size])
     generator = torch.Generator().manual_seed(1234)
     if name == "skewed":  # non-Gaussian: shifted, anisotropic, one skewed coordinate
         x = torch.randn(n, 3, generator=generator, dtype=torch.float64) * torch.tensor([1.5, 0.7, 1.0]) + 0.3
@@ -85,9 +86,14 @@ CASES: dict[str, tuple[str, Callable[[bool], nn.Module]]] = {
 }
 
 
-def local_rows(world_size: int, rank: int) -> slice:
-    start = sum(ROWS_PER_RANK[:rank])
-    return slice(start, start + ROWS_PER_RANK[rank])
+# Cases run on TINY_ROWS_PER_RANK (N_global = 5).
+TINY_CASES = ("wristband spectral degree 2, calibrated", "wristband pairwise per_point geodesic, raw",
+              "moment penalty w2", "SIGReg", "sliced Wasserstein")
+
+
+def local_rows(world_size: int, rank: int, rows_per_rank: tuple[int, ...] = ROWS_PER_RANK) -> slice:
+    start = sum(rows_per_rank[:rank])
+    return slice(start, start + rows_per_rank[rank])
 
 
 def ddp_encoder() -> nn.Module:
@@ -107,11 +113,12 @@ def ddp_regularizer() -> WristbandLoss:
 DDP_LEARNING_RATE = 0.05
 
 
-def _run_cases(world_size: int, rank: int) -> dict:
-    rows = local_rows(world_size, rank)
+def _run_cases(world_size: int, rank: int, names, rows_per_rank: tuple[int, ...]) -> dict:
+    rows = local_rows(world_size, rank, rows_per_rank)
     results = {}
-    for name, (data_name, factory) in CASES.items():
-        x = dataset(data_name, world_size)[..., rows, :].clone().requires_grad_(True)
+    for name in names:
+        data_name, factory = CASES[name]
+        x = dataset(data_name, world_size, rows_per_rank)[..., rows, :].clone().requires_grad_(True)
         loss = factory(True)(x)
         loss.backward()
         results[name] = {"loss": loss.detach(), "grad": x.grad.detach()}
@@ -132,6 +139,11 @@ def _run_errors(world_size: int, rank: int) -> dict:
             messages[f"nan {name}"] = None
         except ValueError as error:
             messages[f"nan {name}"] = str(error)
+    try:  # one row in all: too few for any statistic
+        MomentMatchingLoss(distributed=True)(x[:1] if rank == 0 else x[:0])
+        messages["too few"] = None
+    except ValueError as error:
+        messages["too few"] = str(error)
     width = 4 if rank == world_size - 1 else 3
     try:
         WristbandLoss(distributed=True)(torch.randn(10, width, dtype=torch.float64))
@@ -163,8 +175,9 @@ def main(rank: int, world_size: int, port: int, out_dir: Path) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
-        results = {"cases": _run_cases(world_size, rank), "errors": _run_errors(world_size, rank),
-                   "ddp": _run_ddp_step(world_size, rank)}
+        results = {"cases": _run_cases(world_size, rank, CASES, ROWS_PER_RANK),
+                   "tiny": _run_cases(world_size, rank, TINY_CASES, TINY_ROWS_PER_RANK),
+                   "errors": _run_errors(world_size, rank), "ddp": _run_ddp_step(world_size, rank)}
         dist.barrier()
     finally:
         dist.destroy_process_group()

@@ -68,9 +68,11 @@ def world(request, tmp_path_factory) -> tuple[int, list[dict]]:
     return world_size, _run_world(world_size, tmp_path_factory.mktemp(f"world{world_size}"))
 
 
-def _reference(name: str, world_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _reference(
+    name: str, world_size: int, rows_per_rank: tuple[int, ...] = worker.ROWS_PER_RANK
+) -> tuple[torch.Tensor, torch.Tensor]:
     data_name, factory = worker.CASES[name]
-    x = worker.dataset(data_name, world_size).clone().requires_grad_(True)
+    x = worker.dataset(data_name, world_size, rows_per_rank).clone().requires_grad_(True)
     loss = factory(False)(x)
     loss.backward()
     return loss.detach(), x.grad
@@ -92,6 +94,18 @@ def test_global_loss_and_gradient_slices(world, name: str) -> None:
         _assert_close(case["grad"], grad[..., worker.local_rows(world_size, rank), :], f"{name}: gradient on rank {rank}")
 
 
+@pytest.mark.parametrize("name", worker.TINY_CASES)
+def test_ranks_with_fewer_than_two_rows(world, name: str) -> None:
+    world_size, results = world
+    rows_per_rank = worker.TINY_ROWS_PER_RANK
+    loss, grad = _reference(name, world_size, rows_per_rank)
+    for rank, result in enumerate(results):
+        case = result["tiny"][name]
+        _assert_close(case["loss"], loss, f"{name}: loss on rank {rank}")
+        rows = worker.local_rows(world_size, rank, rows_per_rank)
+        _assert_close(case["grad"], grad[..., rows, :], f"{name}: gradient on rank {rank}")
+
+
 def test_bad_batch_on_one_rank_raises_on_every_rank(world) -> None:
     world_size, results = world
     for rank, result in enumerate(results):
@@ -99,6 +113,7 @@ def test_bad_batch_on_one_rank_raises_on_every_rank(world) -> None:
         assert errors["nan wristband"] is not None and "rank 1: 1" in errors["nan wristband"], (rank, errors)
         assert errors["nan moment matching"] is not None and "NaN" in errors["nan moment matching"], (rank, errors)
         assert errors["width"] is not None and "only N may" in errors["width"], (rank, errors)
+        assert errors["too few"] is not None and "global batch, got N = 1" in errors["too few"], (rank, errors)
 
 
 def test_one_ddp_step_matches_the_single_process_step(world) -> None:

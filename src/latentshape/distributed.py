@@ -159,9 +159,10 @@ class GlobalBatch(tuple):
         return sum(self)
 
 
-def global_batch(x: Tensor, name: str = "x") -> GlobalBatch:
-    """Check that every rank's batch ``(..., N_r, d)`` agrees on its leading dims and d, and that no
-    rank has NaN/Inf rows; return the per-rank row counts.
+def global_batch(x: Tensor, name: str = "x", min_points: int = 2) -> GlobalBatch:
+    """Check that every rank's batch ``(..., N_r, d)`` agrees on its leading dims and d, that no rank
+    has NaN/Inf rows and that the global batch has at least ``min_points`` rows (a rank may have
+    fewer, even none); return the per-rank row counts.
 
     The checks are made on gathered metadata, so a bad batch on one rank raises the same
     ``ValueError`` on every rank instead of leaving the others waiting in a collective.
@@ -188,4 +189,7 @@ def global_batch(x: Tensor, name: str = "x") -> GlobalBatch:
     if bad:
         where = ", ".join(f"rank {r}: {count}" for r, count in bad)
         raise ValueError(f"{name} has row(s) with NaN or Inf ({where}); drop or fix them before computing the loss")
-    return GlobalBatch(shape[1] for shape in shapes)
+    rows = GlobalBatch(shape[1] for shape in shapes)
+    if rows.total < min_points:
+        raise ValueError(f"{name} needs at least {min_points} points (rows) in the global batch, got N = {rows.total}")
+    return rows

@@ -133,7 +133,8 @@ class BatchStatisticLoss(nn.Module):
     def _statistic_and_rows(self, x: Tensor) -> tuple[Tensor, int]:
         """Raw statistic and the number of rows it was computed on (the global N when distributed)."""
         if self.distributed and is_distributed():
-            x = as_embeddings(x, check_finite=False)  # global_batch checks NaN/Inf on every rank at once
+            # NaN/Inf and N >= 2 are checked on the global batch, at once on every rank (global_batch).
+            x = as_embeddings(x, check_finite=False, min_points=0)
             rows = global_batch(x)
             self._check_dim(x.shape[-1])
             with autocast_disabled(x.device):

@@ -22,6 +22,7 @@ All components compute with ``torch.autocast`` switched off (float32, or float64
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -214,7 +215,7 @@ def wristband_components(
     """
     config = config or WristbandConfig()
     active = distributed and is_distributed()
-    batch, leading = _as_batch(x, check_finite=not active)
+    batch, leading = _as_batch(x, checks_on_global_batch=active)
     rows = global_batch(batch) if active else None
     raw = _raw_components(batch, config, rows).reshape(leading + (4,))
     rep, rad, ang, mom = raw.unbind(-1)
@@ -222,7 +223,12 @@ def wristband_components(
     return WristbandComponents(total, rep, rad, ang, mom)
 
 
-def _as_batch(x: Tensor, check_finite: bool = True) -> tuple[Tensor, tuple[int, ...]]:
-    x = as_embeddings(x, check_finite=check_finite)
+def _as_batch(x: Tensor, checks_on_global_batch: bool = False) -> tuple[Tensor, tuple[int, ...]]:
+    # Distributed: NaN/Inf rows and N >= 2 are checked on the global batch by global_batch(), so
+    # that a bad batch raises on every rank at once and a rank may hold fewer than 2 rows.
+    if checks_on_global_batch:
+        x = as_embeddings(x, check_finite=False, min_points=0)
+    else:
+        x = as_embeddings(x)
     leading = tuple(x.shape[:-2])
-    return x.reshape((-1,) + tuple(x.shape[-2:])), leading
+    return x.reshape((math.prod(leading),) + tuple(x.shape[-2:])), leading  # explicit: N may be 0

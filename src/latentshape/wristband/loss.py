@@ -111,9 +111,7 @@ class WristbandLoss(nn.Module):
     def components(self, x: Tensor) -> WristbandComponents:
         """``(total, rep, rad, ang, mom)``, each of shape ``x.shape[:-2]``."""
         active = self.distributed and is_distributed()
-        # Distributed: NaN/Inf rows are checked on every rank at once (global_batch), so that a bad
-        # batch on one rank raises everywhere instead of leaving the others in a collective.
-        batch, leading = _as_batch(x, check_finite=not active)
+        batch, leading = _as_batch(x, checks_on_global_batch=active)
         rows = global_batch(batch) if active else None
         raw = _raw_components(batch, self.config, rows)
         weights = torch.tensor(self.weights, dtype=raw.dtype, device=raw.device)
