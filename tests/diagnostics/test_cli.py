@@ -79,7 +79,7 @@ def test_every_file_type_loads_in_process(files, name: str, extra: list[str], ca
     assert main(["check", _path(files, name), "--json", *extra, *FAST]) == 0
     payload = json.loads(capsys.readouterr().out)
     expected_rows = 10 if name == "npz_many" else 64
-    assert payload["n"] == expected_rows and payload["d"] == 3 and len(payload["tests"]) == 7
+    assert payload["n"] == expected_rows and payload["d"] == 3 and len(payload["tests"]) == 8
     if name == "rank3":
         assert any("flattened" in note for note in payload["notes"])
 

@@ -14,7 +14,7 @@ import latentshape
 from latentshape.bench.distributions import x_shape
 from latentshape.diagnostics import Report, check
 
-TEST_NAMES = ["wristband total", "per-dim mean/std", "KS of t vs U[0,1]", "Mardia skewness", "Mardia kurtosis",
+TEST_NAMES = ["wristband total", "per-dim mean/std", "per-dim KS vs N(0,1)", "KS of t vs U[0,1]", "Mardia skewness", "Mardia kurtosis",
               "Henze-Zirkler", "kNN KL(P || N(0,I))"]
 
 
@@ -72,6 +72,7 @@ def test_uniform_cube_is_rejected_with_matched_moments(cube_report: Report) -> N
     rejected = set(cube_report.rejected_by)
     assert not cube_report.is_gaussian
     assert "per-dim mean/std" not in rejected  # mean 0 and variance 1 per axis: that test cannot see it
+    assert "per-dim KS vs N(0,1)" in rejected  # but the marginals' shape is wrong
     assert {"wristband total", "KS of t vs U[0,1]"} <= rejected
     assert "Holm" in cube_report.verdict and "NOT N(0, I)" in cube_report.verdict
 
@@ -94,6 +95,14 @@ def test_non_gaussian_inputs_are_rejected(impostor: str) -> None:
     report = check(x, null_samples=60)
     assert not report.is_gaussian
     assert expected in report.rejected_by
+
+
+def test_one_bimodal_coordinate_is_caught_by_the_marginal_test() -> None:
+    x = np.random.default_rng(8).standard_normal((2000, 32))
+    x[:, 3] = np.where(np.arange(2000) % 2 == 0, -0.8, 0.8) + 0.6 * x[:, 3]  # mean 0, variance 1, two modes
+    report = check(x, null_samples=30)
+    assert report.rejected_by == ["per-dim KS vs N(0,1)"] or "per-dim KS vs N(0,1)" in report.rejected_by
+    assert "dim 3" in report.test("per-dim KS vs N(0,1)").detail
 
 
 def test_worst_dimension_is_named() -> None:
@@ -124,7 +133,7 @@ def test_large_input_subsamples_pairwise_statistics_and_says_so() -> None:
     report = check(x, null_samples=30, max_pairwise=100)
     assert report.pairwise_rows == 100 and report.n == 300
     assert any("subsample of 100 of 300 rows" in note for note in report.notes)
-    assert "MC 30 @ (100, 3)" in report.tests[3].null
+    assert "MC 30 @ (100, 3)" in report.test("Mardia skewness").null
 
 
 def test_one_dimension_and_duplicates_work() -> None:

@@ -21,6 +21,7 @@ from latentshape.diagnostics.statistics import (
     knn_kl_divergence,
     ks_uniform,
     mardia_kurtosis,
+    marginal_ks_test,
     mardia_skewness,
     null_p_value,
 )
@@ -227,3 +228,12 @@ def test_heavy_tails_are_rejected_by_kurtosis_and_henze_zirkler(d: int) -> None:
     p_kurtosis = float(null_p_value(float(stats[1]), null[:, 1].numpy(), "two-sided"))
     p_hz = float(null_p_value(float(stats[2]), null[:, 2].numpy(), "greater"))
     assert p_kurtosis < 1e-3 and p_hz < 1e-2
+
+
+def test_marginal_ks_matches_scipy_and_is_uniform_under_null() -> None:
+    x = np.random.default_rng(4).standard_normal((300, 50, 3))
+    distance, p_values, combined = marginal_ks_test(x)
+    expected = scipy.stats.kstest(x[0, :, 1], "norm", method="exact")
+    assert distance[0, 1] == pytest.approx(expected.statistic, rel=1e-10)
+    assert p_values[0, 1] == pytest.approx(expected.pvalue, rel=1e-6)
+    assert scipy.stats.kstest(combined, "uniform").pvalue > 0.01

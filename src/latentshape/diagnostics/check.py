@@ -1,6 +1,6 @@
 r"""``check(x)``: how Gaussian is an embedding, really? A calibrated report (DESIGN 5).
 
-Seven tests of H0: "the rows of x are i.i.d. N(0, I)", each with a p-value from its law under H0
+Eight tests of H0: "the rows of x are i.i.d. N(0, I)", each with a p-value from its law under H0
 at the same (N, d):
 
 ========================  ==========================================  ==========================
@@ -8,6 +8,7 @@ test                      what it sees                                null
 ========================  ==========================================  ==========================
 wristband total           the whole law, via (direction, radius)      Monte-Carlo
 per-dimension mean/std    location and scale of every coordinate      exact (normal, chi^2), Šidák
+per-dimension KS          the shape of every marginal                 exact (Kolmogorov), Šidák
 KS of t                   the radius law, t = P(d/2, ||x||^2/2)       exact (Kolmogorov)
 Mardia skewness           third moments                               Monte-Carlo
 Mardia kurtosis           fourth moments (tails)                      Monte-Carlo
@@ -45,6 +46,7 @@ from .statistics import (
     henze_zirkler_smoothing,
     holm,
     ks_uniform,
+    marginal_ks_test,
     null_p_value,
 )
 
@@ -80,7 +82,7 @@ def check(
         seed: seed of the null draws and of the subsample.
         max_pairwise: the Monte-Carlo statistics (O(N^2 d)) use a random subsample of this many
             rows when N is larger.
-        alpha: family-wise level of the verdict (Holm over the seven tests).
+        alpha: family-wise level of the verdict (Holm over the eight tests).
         neighbors: k of the k-NN KL estimate.
 
     >>> generator = torch.Generator().manual_seed(0)
@@ -142,6 +144,14 @@ def check(
         name="per-dim mean/std", statistic=largest_z, null_mean=math.nan, null_std=math.nan,
         p_value=float(moments.p_value), null="exact, Šidák over 2d",
         detail=f"largest |z| of {2 * d} tests: dim {worst}, mean {moments.mean[worst]:+.3f}, std {moments.std[worst]:.3f}",
+    ))
+
+    marginal_distance, marginal_p, marginal_combined = marginal_ks_test(batch.numpy())
+    shape_worst = int(np.argmin(marginal_p))
+    tests.append(TestResult(
+        name="per-dim KS vs N(0,1)", statistic=float(marginal_distance[shape_worst]), null_mean=math.nan,
+        null_std=math.nan, p_value=float(marginal_combined), null="exact, Šidák over d",
+        detail=f"largest D of {d} marginals: dim {shape_worst}",
     ))
 
     squared_norms = (batch * batch).sum(dim=-1).numpy()

@@ -69,9 +69,10 @@ def plot_report(report: "Report", path: str | Path, dpi: int = 110) -> Path:
         _projection(axes[1, 1], report, rng)
         _evidence(axes[1, 2], report)
         name = f"{report.source}:  " if report.source else ""
-        verdict = "consistent with N(0, I)" if report.is_gaussian else "not N(0, I)"
-        rejected = "" if report.is_gaussian else "  (rejected by " + ", ".join(report.rejected_by) + ")"
-        figure.suptitle(f"{name}N = {report.n}, d = {report.d}: {verdict}{rejected}",
+        count = len(report.tests)
+        verdict = (f"consistent with N(0, I) (no test of {count} rejects" if report.is_gaussian
+                   else f"not N(0, I) (rejected by {len(report.rejected_by)} of {count} tests")
+        figure.suptitle(f"{name}N = {report.n}, d = {report.d}: {verdict}; Holm, alpha = {report.alpha:g})",
                         fontsize=12, fontweight="bold", color=_OK if report.is_gaussian else _REFERENCE)
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=dpi, facecolor="white")
@@ -117,17 +118,19 @@ def _radius_histogram(ax: Any, report: "Report") -> None:
     bins = int(np.clip(round(2 * n ** (1 / 3)), 10, 40))
     low = scipy.stats.binom.ppf(0.025, n, 1 / bins) * bins / n
     high = scipy.stats.binom.ppf(0.975, n, 1 / bins) * bins / n
-    ax.axhspan(low, high, color=_BAND, linewidth=0, label="95% band per bin")
-    ax.hist(t, bins=bins, range=(0, 1), density=True, color=_DATA, alpha=0.85, edgecolor="white", linewidth=0.5,
-            label="data")
-    ax.axhline(1.0, color=_REFERENCE, linewidth=1.2, label="U[0, 1]")
-    ks = report.tests[2]
+    heights, _, _ = ax.hist(t, bins=bins, range=(0, 1), density=True, color=_DATA, alpha=0.85, edgecolor="white",
+                            linewidth=0.5, label="data")
+    for level in (low, high):
+        ax.axhline(level, color=_REFERENCE, linewidth=0.9, linestyle=":", zorder=3,
+                   label="95% range per bin" if level == low else None)
+    ax.axhline(1.0, color=_REFERENCE, linewidth=1.2, label="U[0, 1]", zorder=3)
+    ks = report.test("KS of t vs U[0,1]")
     ax.set_title(f"radial CDF $t = P(d/2, \\|x\\|^2/2)$ (KS p = {_short_p(ks.p_value)})")
     ax.set_xlabel("t")
     ax.set_ylabel("density")
     ax.set_xlim(0, 1)
+    ax.set_ylim(0, max(float(np.max(heights)), high) * 1.3)  # headroom for the legend
     ax.legend(loc="upper center", frameon=False, ncol=3)
-    ax.set_ylim(0, max(ax.get_ylim()[1], high * 1.35))
 
 
 def _pair_cosines(ax: Any, report: "Report", rng: np.random.Generator) -> None:
@@ -150,7 +153,8 @@ def _pair_cosines(ax: Any, report: "Report", rng: np.random.Generator) -> None:
         ax.bar([-1, 1], [1 - positive, positive], width=0.4, color=_DATA, label="data")
         ax.plot([-1, 1], [0.5, 0.5], "_", color=_REFERENCE, markersize=40, markeredgewidth=2, label="null: 1/2 each")
         ax.set_ylabel("fraction")
-        ax.legend(frameon=False)
+        ax.set_ylim(0, 0.75)
+        ax.legend(loc="upper center", frameon=False, ncol=2)
         return
     spread = 1.0 / math.sqrt(d)  # null sd of a cosine
     limit = 1.0 if d <= 8 else min(1.0, max(6 * spread, np.abs(cosines).max() * 1.05))
@@ -203,7 +207,7 @@ def _projection(ax: Any, report: "Report", rng: np.random.Generator) -> None:
     radius = np.sqrt(-2.0 * np.log1p(-np.array([0.5, 0.9, 0.99])))  # N(0, I_2) mass inside: 50/90/99%
     if d == 1:
         grid = np.linspace(-4.5, 4.5, 400)
-        ax.hist(x[:, 0], bins=50, density=True, color=_DATA, alpha=0.85, edgecolor="white", linewidth=0.4, label="data")
+        ax.hist(x[:, 0], bins=int(np.clip(round(2 * n ** (1 / 3)), 10, 60)), density=True, color=_DATA, alpha=0.85, edgecolor="white", linewidth=0.4, label="data")
         ax.plot(grid, scipy.stats.norm.pdf(grid), color=_REFERENCE, linewidth=1.4, label="N(0, 1)")
         ax.set_title("the data (d = 1) vs N(0, 1)")
         ax.set_xlabel("x")
@@ -238,22 +242,22 @@ def _projection(ax: Any, report: "Report", rng: np.random.Generator) -> None:
 
 def _evidence(ax: Any, report: "Report") -> None:
     names = [test.name for test in report.tests][::-1]
-    adjusted = np.array([test.p_holm for test in report.tests][::-1])
-    evidence = -np.log10(np.clip(adjusted, 1e-300, 1.0))
-    shown = np.minimum(evidence, _EVIDENCE_CAP)
+    p_values = np.array([test.p_value for test in report.tests][::-1])
+    evidence = -np.log10(np.clip(p_values, 1e-300, 1.0))
     colors = [_REFERENCE if test.rejected else _FAINT for test in report.tests][::-1]
-    bars = ax.barh(names, shown, color=colors, height=0.6)
-    threshold = -math.log10(report.alpha)
-    ax.axvline(threshold, color="black", linewidth=1, linestyle="--")
-    ax.annotate(f"alpha = {report.alpha:g}", (threshold, len(names) - 0.4), xytext=(3, 0),
-                textcoords="offset points", fontsize=8)
-    for bar, value, p in zip(bars, evidence, adjusted):
-        label = _short_p(p)
-        ax.annotate(f"p = {label}", (min(value, _EVIDENCE_CAP), bar.get_y() + bar.get_height() / 2),
+    bars = ax.barh(names, np.minimum(evidence, _EVIDENCE_CAP), color=colors, height=0.6)
+    # Holm compares the smallest p with alpha / m, the largest with alpha: the two lines bracket its thresholds.
+    strictest = -math.log10(report.alpha / len(report.tests))
+    loosest = -math.log10(report.alpha)
+    ax.axvline(strictest, color="black", linewidth=1, linestyle="--", label=f"alpha / {len(report.tests)}")
+    ax.axvline(loosest, color="black", linewidth=0.8, linestyle=":", label=f"alpha = {report.alpha:g}")
+    for bar, value, p in zip(bars, evidence, p_values):
+        ax.annotate(f"p = {_short_p(p)}", (min(value, _EVIDENCE_CAP), bar.get_y() + bar.get_height() / 2),
                     xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
-    ax.set_xlim(0, max(threshold * 2.5, min(_EVIDENCE_CAP, float(evidence.max())) * 1.35))
-    ax.set_xlabel(r"$-\log_{10}$ p (Holm-adjusted)")
-    ax.set_title("evidence against N(0, I)")
+    ax.set_xlim(0, max(strictest * 2.2, min(_EVIDENCE_CAP, float(evidence.max())) * 1.35))
+    ax.set_xlabel(r"$-\log_{10}$ p  (bars capped at 30)" if evidence.max() > _EVIDENCE_CAP else r"$-\log_{10}$ p")
+    ax.set_title("evidence against N(0, I) (red: rejected, Holm)")
+    ax.legend(loc="lower right", frameon=False)
 
 
 def _short_p(p: float) -> str:

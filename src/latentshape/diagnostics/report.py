@@ -58,7 +58,7 @@ class Report:
     """Result of :func:`~latentshape.diagnostics.check`.
 
     ``print(report)`` gives a table, :meth:`to_dict` a JSON-serializable dict, :meth:`plot` a PNG.
-    ``tests`` holds the seven tests in a fixed order; ``wristband`` the calibrated total and
+    ``tests`` holds the eight tests in a fixed order (:meth:`test` finds one by name); ``wristband`` the calibrated total and
     components (z-scores); ``dimension_mean`` / ``dimension_std`` / ``dimension_p`` the
     per-coordinate moments and the smaller of their two exact p-values.
     """
@@ -83,6 +83,13 @@ class Report:
     def is_gaussian(self) -> bool:
         """True when no test rejects N(0, I) at family-wise level ``alpha`` (Holm)."""
         return not any(test.rejected for test in self.tests)
+
+    def test(self, name: str) -> TestResult:
+        """The test called ``name`` (e.g. ``"Henze-Zirkler"``)."""
+        for test in self.tests:
+            if test.name == name:
+                return test
+        raise KeyError(f"no test {name!r}; tests: {', '.join(t.name for t in self.tests)}")
 
     @property
     def rejected_by(self) -> list[str]:
