@@ -1,8 +1,8 @@
 """Benchmark harness (DESIGN 6): source distributions, regularizers, three protocols, reports.
 
 >>> from latentshape import bench
->>> table = bench.detection(["x"], ["wristband"], n=128, dims=(2,), repeats=1, progress=False)
->>> table.value("z", distribution="x") > 5
+>>> table = bench.detection(["anisotropic"], ["wristband"], n=128, dims=(2,), repeats=1, progress=False)
+>>> table.value("z", distribution="anisotropic") > 5
 True
 
 Command line: ``latentshape bench {detection,gaussianize,speed} [--quick] [--out DIR]``.
