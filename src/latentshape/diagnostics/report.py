@@ -138,7 +138,7 @@ class Report:
 
     def __str__(self) -> str:
         title = f"latentshape check{': ' + self.source if self.source else ''}  (N = {self.n}, d = {self.d})"
-        header = f"{'test':<22} {'statistic':>11} {'null mean ± sd':>21} {'p':>8} {'p (Holm)':>9}  {'result':<6}  detail"
+        header = f"{'test':<22} {'statistic':>11} {'null mean ± sd':>24} {'p':>8} {'p (Holm)':>9}  {'result':<6}  detail"
         lines = [title, f"verdict: {self.verdict}", "", header, "-" * len(header)]
         for test in self.tests:
             null = "" if math.isnan(test.null_mean) else f"{_number(test.null_mean, test.null_std)} ± {_number(test.null_std)}"
@@ -146,7 +146,7 @@ class Report:
             # Holm multiplies p by up to m; below the floor both are just "<1e-300".
             holm_text = format_p(test.p_holm) if test.p_value > 1e-300 else format_p(0.0)
             lines.append(
-                f"{test.name:<22} {_number(test.statistic, test.null_std):>11} {null:>21} "
+                f"{test.name:<22} {_number(test.statistic, test.null_std):>11} {null:>24} "
                 f"{format_p(test.p_value):>8} {holm_text:>9}  {result:<6}  {test.detail}"
             )
         lines.append("")
@@ -156,7 +156,7 @@ class Report:
             f"dim {w['dim']} (mean {w['mean']:+.3f}, std {w['std']:.3f}, p {format_p(w['p'])})"
             for w in self.worst_dimensions()
         )
-        lines.append(f"worst dimensions: {worst}")
+        lines.append(f"worst dimensions by mean/std: {worst}")
         lines.append(
             f"p-values: 'MC' rows from {self.null_samples} null draws at ({self.pairwise_rows}, {self.d}), "
             f"empirical down to 1/{self.null_samples + 1}, a fitted Pearson III tail below; "
