@@ -130,7 +130,7 @@ def test_subprocess_example_prints_both_reports() -> None:
 def test_subprocess_every_file_type_and_error(files) -> None:
     commands = [(name, extra, None) for name, extra in GOOD] + list(ERRORS)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda c: _run("check", _path(files, c[0]), "--json", *c[1], *FAST), commands))
+        results = list(pool.map(lambda c: _run("check", _path(files, c[0]), "--json", *FAST, *c[1]), commands))
     for (name, extra, message), result in zip(commands, results):
         assert "Traceback" not in result.stderr, (name, result.stderr)
         if message is None:
