@@ -229,7 +229,9 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
 def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     from .demo import add_demo_parser  # the demo's heavy imports (sklearn, matplotlib, zuko) stay lazy
 
-    add_demo_parser(subparsers)
+    # Pass this module's UserError: under `python -m latentshape.cli` this module is __main__, and
+    # `latentshape.cli.UserError` imported from elsewhere would be a different class.
+    add_demo_parser(subparsers, UserError)
 
 
 def _add_bench(subparsers: argparse._SubParsersAction) -> None:
