@@ -2,8 +2,9 @@ r"""``latentshape demo``: a deterministic Gaussian autoencoder on scikit-learn's
 
 The demo trains :class:`~latentshape.models.GaussianAutoencoder` on the 1797 8x8 digit images
 that ship with scikit-learn (``sklearn.datasets.load_digits``, pixels scaled to [0, 1]), on the
-CPU, with reconstruction loss + ``gaussian_weight`` x the calibrated
-:class:`~latentshape.wristband.WristbandLoss` on the latent. The latent is split into a
+CPU, with binary cross-entropy + 0.05 x the calibrated :class:`~latentshape.wristband.WristbandLoss`
+on the latent (the decoder sees z + 0.2 eps in training: see
+:func:`~latentshape.models.train_autoencoder`). The latent is split into a
 *context* block, computed from the bottom half of the image only, and a *residual* block. It
 prints how Gaussian the latent is before and after training (calibrated z-scores: ~N(0, 1) for
 a batch drawn from N(0, I)), and writes four figures:

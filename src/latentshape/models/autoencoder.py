@@ -15,7 +15,9 @@ from :math:`h`: :math:`\hat x = \mathrm{dec}(F^{-1}(z))`.
 
 Training (:func:`~latentshape.models.training.train_autoencoder`) adds a Gaussian
 regularizer on z (by default the calibrated :class:`~latentshape.wristband.WristbandLoss`) to
-the reconstruction loss, so that the batch of codes looks like N(0, I). A latent that *is*
+the reconstruction loss, so that the batch of codes looks like N(0, I); optionally the decoder is
+trained on slightly perturbed codes, which smooths it between training codes without making the
+encoder stochastic. A latent that *is*
 N(0, I) is a plug-compatible interface:
 
 * **sample**: decode z ~ N(0, I);

@@ -9,7 +9,8 @@ where :math:`\ell` is the per-example reconstruction loss summed over features (
 cross-entropy for data in [0, 1], or squared error), :math:`z_B` the batch's latent codes and G
 a Gaussian regularizer, by default the calibrated
 :class:`~latentshape.wristband.WristbandLoss` (a z-score against N(0, I) at the batch's (N, K)).
-Batches have a fixed size (the last short batch of an epoch is dropped), so the calibrated loss
+Optionally (``latent_noise``) the decoder sees :math:`z + \sigma\epsilon` in training. Batches
+have a fixed size (the last short batch of an epoch is dropped), so the calibrated loss
 calibrates once. Optimization is Adam with a cosine learning-rate decay.
 """
 
@@ -75,6 +76,9 @@ def train_autoencoder(
         gaussian_weight: w, the weight of the Gaussian regularizer on z.
         regularizer: G(z) -> 0-d tensor; default ``WristbandLoss()`` (calibrated, spectral, degree 2).
         reconstruction: ``"bce"`` (data in [0, 1], sigmoid decoder) or ``"mse"``.
+        latent_noise: sigma; the decoder reconstructs from ``z + sigma * eps`` (eps ~ N(0, I)) during
+            training only. The encoder stays deterministic; the noise smooths the decoder between
+            training codes, so that decoded N(0, I) draws (which land between them) look like data.
         seed: seeds the shuffling; the run is deterministic given the model's initial weights.
         progress: show a tqdm progress bar.
 
