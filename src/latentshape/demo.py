@@ -160,12 +160,11 @@ def run_demo(
         raise OSError(f"cannot create output folder {out}: {error.strerror or error}") from None
     with torch.no_grad():
         z_train = model.encode(data["train"])
-        z_before_note = before["train"]["total"]
         figures = {
             "samples": _plot_samples(model, out / "samples.png", seed),
             "reconstructions": _plot_reconstructions(model, data["held-out"], labels[held_index], out / "reconstructions.png"),
-            "latent": _plot_latent(z_train, labels[train_index], history, z_before_note, after["train"]["total"],
-                                   out / "latent.png"),
+            "latent": _plot_latent(z_train, labels[train_index], history, before["train"]["total"],
+                                   after["train"]["total"], out / "latent.png"),
             "completions": _plot_completions(model, data["held-out"], labels[held_index], out / "completions.png", seed),
         }
     seconds = time.perf_counter() - started
@@ -384,15 +383,15 @@ def add_demo_parser(subparsers: argparse._SubParsersAction, user_error: type[Exc
     parser.set_defaults(handler=lambda args: _run_demo_command(args, user_error))
 
 
-def _run_demo_command(args: argparse.Namespace, UserError: type[Exception]) -> int:
+def _run_demo_command(args: argparse.Namespace, user_error: type[Exception]) -> int:
     if args.latent_dim < 2:
-        raise UserError(f"--latent-dim must be >= 2 (a context and a residual block), got {args.latent_dim}")
+        raise user_error(f"--latent-dim must be >= 2 (a context and a residual block), got {args.latent_dim}")
     out = Path(args.out)
     if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+        raise user_error(f"--out {out} exists and is not a folder")
     try:
         run_demo(epochs=args.epochs, latent_dim=args.latent_dim, out=out, seed=args.seed, progress=not args.no_progress)
     except (DemoDependencyError, OSError) as error:
-        raise UserError(str(error)) from None
+        raise user_error(str(error)) from None
     return 0
 
