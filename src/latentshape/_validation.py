@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import Tensor
 
-__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled"]
+__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled", "count_nonfinite_rows"]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -51,14 +51,27 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
     if d < 1:
         raise ValueError(f"{name} has d = 0 features; expected d >= 1")
     if check_finite and not _compiling():
-        bad_rows = (~torch.isfinite(x)).any(dim=-1)
-        if bool(bad_rows.any()):
-            count = int(bad_rows.sum())
+        count = count_nonfinite_rows(x)
+        if count:
             raise ValueError(
-                f"{name} has {count} row(s) with NaN or Inf out of {bad_rows.numel()}; "
+                f"{name} has {count} row(s) with NaN or Inf out of {x[..., 0].numel()}; "
                 "drop or fix them before computing the loss"
             )
     return x.to(compute_dtype(x.dtype))
+
+
+def count_nonfinite_rows(x: Tensor) -> int:
+    """Number of rows of ``x`` (last axis) holding a NaN or an Inf.
+
+    One pass in the common case: a NaN or Inf always makes its row's sum non-finite, so the exact
+    element-wise test runs only when some row sum is (a finite row can also overflow its sum).
+
+    >>> count_nonfinite_rows(torch.tensor([[1.0, float("nan")], [3e38, 3e38], [0.0, 1.0]]))
+    1
+    """
+    if bool(torch.isfinite(x.sum(dim=-1, dtype=torch.float32 if x.dtype != torch.float64 else None)).all()):
+        return 0
+    return int((~torch.isfinite(x)).any(dim=-1).sum())
 
 
 def _compiling() -> bool:

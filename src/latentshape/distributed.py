@@ -44,6 +44,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ._validation import count_nonfinite_rows
+
 __all__ = [
     "is_distributed",
     "world_size",
@@ -170,7 +172,7 @@ def global_batch(x: Tensor, name: str = "x", min_points: int = 2) -> GlobalBatch
     n, d = x.shape[-2], x.shape[-1]
     bad_rows = 0
     if not torch.compiler.is_compiling():
-        bad_rows = int((~torch.isfinite(x)).any(dim=-1).sum())
+        bad_rows = count_nonfinite_rows(x)
     leading = tuple(x.shape[:-2])
     # Fixed-length metadata (all_gather needs equal shapes): leading dims enter as (rank, product).
     count = 1

@@ -185,3 +185,32 @@ def test_blocked_feature_sums_gradcheck_and_match_autograd(monkeypatch, degree):
     energy, _ = spectral.spectral_kernel_sums(u, t, radial, angular)
     rows, _ = spectral.spectral_kernel_sums(u, t, radial, angular, per_point=True)
     torch.testing.assert_close(energy, rows.mean(dim=-1))
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2])
+def test_fused_map_and_sums_gradcheck_and_match_the_unfused_path(monkeypatch, degree):
+    import latentshape.wristband.spectral as spectral
+    from latentshape.wristband.fused import fused_spectral_sums
+
+    monkeypatch.setattr(spectral, "_BLOCK_ELEMENTS", 40)  # several blocks
+    g = torch.Generator().manual_seed(10 + degree)
+    x = torch.randn(2, 9, 3, generator=g, dtype=torch.float64) * 1.4 + 0.2
+    x[0, 3] = 0.0  # a zero row: no direction, finite gradient
+    x.requires_grad_()
+
+    def fused(y):
+        sums, t, z = fused_spectral_sums(y, 4, degree)
+        return (*sums, t, z)
+
+    def unfused(y):
+        point = wristband_map(y)
+        return (*spectral.spectral_sums(point.direction, point.cdf, 4, degree), point.cdf, point.score)
+
+    for a, b in zip(fused(x), unfused(x)):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    weights = [torch.randn(out.shape, generator=g, dtype=torch.float64) for out in fused(x)]
+    grads = [torch.autograd.grad(sum((w * o).sum() for w, o in zip(weights, f(x))), x)[0] for f in (fused, unfused)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-12)
+    x_nonzero = x.detach().clone()
+    x_nonzero[0, 3] = 0.5  # gradcheck needs a differentiable point
+    assert torch.autograd.gradcheck(fused, (x_nonzero.requires_grad_(),))

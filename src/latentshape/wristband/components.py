@@ -42,9 +42,9 @@ from .spectral import (
     energy_from_sums,
     radial_coefficients,
     spectral_kernel_sums,
-    spectral_sums,
     uses_feature_sums,
 )
+from .fused import fused_spectral_sums
 
 __all__ = ["WristbandConfig", "WristbandComponents", "wristband_energy", "wristband_components", "raw_components"]
 
@@ -109,18 +109,23 @@ def _kernel_sums(
 
     With ``rows`` (every rank's N) the four are those of the global batch, replicated on all ranks.
     """
-    point = wristband_map(x)
-    direction, cdf, score = point
     radial = radial_coefficients(config.beta, config.k_modes)
     d = x.shape[-1]
+    n_total = rows.total if rows is not None else x.shape[-2]
+    if config.method == "spectral" and uses_feature_sums(n_total, d, len(radial), config.degree, per_point):
+        # Global energy from batch sums, with the map fused in: a few passes over x (see fused.py).
+        angular = angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular)
+        sums, cdf, score = fused_spectral_sums(x, len(radial), config.degree)
+        if rows is not None:
+            sums = _all_reduce_sums(sums)
+            cdf = all_gather_rows(cdf, dim=-1, sizes=rows)
+            score = all_gather_rows(score, dim=-1, sizes=rows)
+        energy, angular_mean = energy_from_sums(sums, n_total, d, radial, angular)
+        return energy, angular_mean, cdf, score
+    direction, cdf, score = wristband_map(x)
     if rows is not None:
         cdf = all_gather_rows(cdf, dim=-1, sizes=rows)
         score = all_gather_rows(score, dim=-1, sizes=rows)
-        if config.method == "spectral" and uses_feature_sums(rows.total, d, len(radial), config.degree, per_point):
-            angular = angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular)
-            local = spectral_sums(direction, point.cdf.to(x.dtype), len(radial), config.degree)
-            energy, angular_mean = energy_from_sums(_all_reduce_sums(local), rows.total, d, radial, angular)
-            return energy, angular_mean, cdf, score
         direction = all_gather_rows(direction, dim=-2, sizes=rows)
     t = cdf.to(x.dtype)
     if config.method == "pairwise":

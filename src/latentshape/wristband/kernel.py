@@ -146,8 +146,8 @@ class _PairwiseRowSums(torch.autograd.Function):
         n = direction.shape[-2]
         g_kernel = grad_kernel_rows if grad_kernel_rows is not None else torch.zeros_like(t)
         g_angular = grad_angular_rows if grad_angular_rows is not None else torch.zeros_like(t)
-        grad_direction = torch.zeros_like(direction)
-        grad_t = torch.zeros_like(t)
+        grad_direction = torch.empty_like(direction)  # every block below writes its rows
+        grad_t = torch.empty_like(t)
         # F = sum_i g_i r_i with K symmetric: dF/dy_i = sum_j (g_i + g_j) dK(i, j)/dy_i / N.
         for start, stop in _row_blocks(n):
             cosine = direction[:, start:stop] @ direction.transpose(-1, -2)

@@ -58,7 +58,9 @@ def wristband_map(x: Tensor) -> WristbandPoint:
     squared_norm = (x * x).sum(dim=-1)
     positive = squared_norm > 0
     norm = torch.sqrt(torch.where(positive, squared_norm, torch.ones_like(squared_norm)))
-    direction = torch.where(positive.unsqueeze(-1), x / norm.unsqueeze(-1), torch.zeros_like(x))
+    # Masking the N-vector 1/|x| (not the N x d quotient) keeps this to one pass over x, each way.
+    inverse_norm = torch.where(positive, 1.0 / norm, torch.zeros_like(norm))
+    direction = x * inverse_norm.unsqueeze(-1)
     norm = torch.where(positive, norm, torch.zeros_like(norm))
     cdf, score = _Chi2CdfAndScore.apply(norm.to(torch.float64), float(x.shape[-1]))
     return WristbandPoint(direction, cdf, score)
@@ -84,40 +86,54 @@ class _Chi2CdfAndScore(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, norm: Tensor, d: float) -> tuple[Tensor, Tensor]:  # type: ignore[override]
-        a = 0.5 * d
-        half = (0.5 * norm * norm).clamp_min(_SMALLEST_HALF_S)
-        log_half = torch.log(half)
-        lower = torch.special.gammainc(torch.full_like(half, a), half)
-        upper = torch.special.gammaincc(torch.full_like(half, a), half)
-        # Leading-order tail expansions where the float64 tails underflow to 0.
-        log_lower = torch.where(
-            lower > 0,
-            torch.log(lower.clamp_min(1e-320)),
-            a * log_half - half - math.lgamma(a + 1.0) + torch.log1p(half / (a + 1.0)),
-        )
-        log_upper = torch.where(
-            upper > 0,
-            torch.log(upper.clamp_min(1e-320)),
-            (a - 1.0) * log_half - half - math.lgamma(a) + torch.log1p((a - 1.0) / half),
-        )
-        score = torch.where(
-            log_lower <= _LOG_HALF, _normal_quantile_of_log(log_lower), -_normal_quantile_of_log(log_upper)
-        )
-        # log of dt/dr = 2 r f_chi2(r^2), f_chi2(s) = (s/2)^(a-1) e^(-s/2) / (2 Gamma(a))
-        log_slope = torch.log(norm.clamp_min(1e-300)) + (a - 1.0) * log_half - half - math.lgamma(a)
-        floored = 0.5 * norm * norm < _SMALLEST_HALF_S  # like clamp: no slope below the floor
-        ctx.save_for_backward(log_slope, score, floored)
-        return lower, score
+        cdf, score, saved = chi2_forward(norm, d)
+        ctx.save_for_backward(*saved)
+        return cdf, score
 
     @staticmethod
     def backward(ctx, grad_cdf: Tensor, grad_score: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
-        log_slope, score, floored = ctx.saved_tensors
-        d_cdf = torch.exp(log_slope)
-        log_normal_density = -0.5 * score * score - _HALF_LOG_2PI
-        d_score = torch.exp(log_slope - log_normal_density)
-        grad = torch.where(floored, 0.0, grad_cdf * d_cdf + grad_score * d_score)
-        # Near r = 0 in d <= 2 the score is genuinely steep (~ 1/r); cap it to stay finite in float32.
-        return grad.clamp(-_MAX_SLOPE, _MAX_SLOPE), None
+        d_cdf, d_score = chi2_norm_slopes(*ctx.saved_tensors)
+        return norm_gradient(grad_cdf * d_cdf + grad_score * d_score, ctx.saved_tensors[2]), None
+
+
+def chi2_forward(norm: Tensor, d: float) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """t = P(d/2, r^2/2) and z = Phi^-1(t) for float64 norms r, and what their slopes need."""
+    a = 0.5 * d
+    half = (0.5 * norm * norm).clamp_min(_SMALLEST_HALF_S)
+    log_half = torch.log(half)
+    lower = torch.special.gammainc(torch.full_like(half, a), half)
+    upper = torch.special.gammaincc(torch.full_like(half, a), half)
+    # Leading-order tail expansions where the float64 tails underflow to 0.
+    log_lower = torch.where(
+        lower > 0,
+        torch.log(lower.clamp_min(1e-320)),
+        a * log_half - half - math.lgamma(a + 1.0) + torch.log1p(half / (a + 1.0)),
+    )
+    log_upper = torch.where(
+        upper > 0,
+        torch.log(upper.clamp_min(1e-320)),
+        (a - 1.0) * log_half - half - math.lgamma(a) + torch.log1p((a - 1.0) / half),
+    )
+    score = torch.where(
+        log_lower <= _LOG_HALF, _normal_quantile_of_log(log_lower), -_normal_quantile_of_log(log_upper)
+    )
+    # log of dt/dr = 2 r f_chi2(r^2), f_chi2(s) = (s/2)^(a-1) e^(-s/2) / (2 Gamma(a))
+    log_slope = torch.log(norm.clamp_min(1e-300)) + (a - 1.0) * log_half - half - math.lgamma(a)
+    floored = 0.5 * norm * norm < _SMALLEST_HALF_S  # like clamp: no slope below the floor
+    return lower, score, (log_slope, score, floored)
+
+
+def chi2_norm_slopes(log_slope: Tensor, score: Tensor, floored: Tensor) -> tuple[Tensor, Tensor]:
+    """dt/dr and dz/dr (float64) from :func:`chi2_forward`'s saved values."""
+    d_cdf = torch.exp(log_slope)
+    log_normal_density = -0.5 * score * score - _HALF_LOG_2PI
+    return d_cdf, torch.exp(log_slope - log_normal_density)
+
+
+def norm_gradient(grad: Tensor, floored: Tensor) -> Tensor:
+    """A gradient with respect to the norm: zero below the floor, and capped to stay finite in float32
+    (near r = 0 in d <= 2 the score is genuinely steep, ~ 1/r)."""
+    return torch.where(floored, 0.0, grad).clamp(-_MAX_SLOPE, _MAX_SLOPE)
 
 
 def _normal_quantile_of_log(log_p: Tensor) -> Tensor:

@@ -42,6 +42,7 @@ __all__ = [
     "zonal_at_one",
     "spectral_kernel_sums",
     "uses_feature_sums",
+    "FeatureBlocks",
     "SpectralSums",
     "spectral_sums",
     "energy_from_sums",
@@ -230,7 +231,7 @@ def _frequencies(modes: int, like: Tensor) -> Tensor:
     return math.pi * torch.arange(modes, dtype=like.dtype, device=like.device)
 
 
-_BLOCK_ELEMENTS = 1 << 21  # rows-per-block * (K+1) * d: a block's lifted features stay in cache
+_BLOCK_ELEMENTS = 1 << 21  # rows-per-block * width: large enough that per-block Python overhead is small
 
 
 def _feature_blocks(n: int, width: int) -> list[tuple[int, int]]:
@@ -238,66 +239,86 @@ def _feature_blocks(n: int, width: int) -> list[tuple[int, int]]:
     return [(start, min(n, start + rows)) for start in range(0, n, rows)]
 
 
-class _SpectralSums(torch.autograd.Function):
-    """Feature sums with a block-wise backward: never materializes (N, (K+1) d) for autograd.
+class FeatureBlocks:
+    """Block-wise accumulation of :class:`SpectralSums` and its backward, shared by
+    :class:`_SpectralSums` (directions given) and :mod:`latentshape.wristband.fused` (directions
+    formed from x block by block).
 
     With upstream gradients G0_k, G1_k, G2_k of the three sums and S_k = G2_k + G2_k^T:
     dL/du_i = sum_k w_ik (G1_k + S_k u_i),  dL/dw_ik = G0_k + G1_k . u_i + u_i^T S_k u_i / 2,
     and dw_ik/dt_i = -k pi sin(k pi t_i).
     """
 
-    @staticmethod
-    def forward(ctx, direction, t, modes, degree):  # type: ignore[override]
-        batch, n, d = direction.shape
-        frequencies = _frequencies(modes, direction)
-        zeroth = direction.new_zeros(batch, modes)
-        first = direction.new_zeros(batch, modes, d) if degree >= 1 else direction.new_zeros(0)
-        second = direction.new_zeros(batch, modes * d, d) if degree >= 2 else direction.new_zeros(0)
-        for start, stop in _feature_blocks(n, modes * d if degree >= 2 else modes):
-            u = direction[:, start:stop]
-            w = torch.cos(t[:, start:stop, None] * frequencies)
+    def __init__(self, like: Tensor, modes: int, degree: int) -> None:
+        self.batch, self.n, self.d = like.shape
+        self.modes, self.degree = modes, degree
+        self.frequencies = _frequencies(modes, like)
+        # A block holds its rows of u (d wide) and, at degree 2, their lifted features ((K+1) d wide).
+        self.ranges = _feature_blocks(self.n, modes * self.d if degree >= 2 else self.d + modes)
+
+    def sums(self, blocks) -> tuple[Tensor, Tensor, Tensor]:
+        """Accumulate the sums over ``blocks``: an iterable of (directions, t) per row range."""
+        batch, d, modes, degree = self.batch, self.d, self.modes, self.degree
+        like = self.frequencies
+        zeroth = like.new_zeros(batch, modes)
+        first = like.new_zeros(batch, modes, d) if degree >= 1 else like.new_zeros(0)
+        second = like.new_zeros(batch, modes * d, d) if degree >= 2 else like.new_zeros(0)
+        for u, t in blocks:
+            w = torch.cos(t.unsqueeze(-1) * self.frequencies)
             zeroth += w.sum(dim=-2)
             if degree >= 1:
                 first.baddbmm_(w.transpose(-1, -2), u)
             if degree >= 2:
                 lifted = (w.unsqueeze(-1) * u.unsqueeze(-2)).flatten(-2)
                 second.baddbmm_(lifted.transpose(-1, -2), u)
-        ctx.save_for_backward(direction, t)
-        ctx.modes, ctx.degree = modes, degree
         if degree >= 2:
             second = second.view(batch, modes, d, d)
         return zeroth, first, second
+
+    def prepare_backward(self, grad_zeroth, grad_first, grad_second) -> None:
+        batch, d, modes = self.batch, self.d, self.modes
+        self.g0 = grad_zeroth if grad_zeroth is not None else self.frequencies.new_zeros(batch, modes)
+        self.g1 = grad_first if self.degree >= 1 and grad_first is not None else None
+        self.stacked = None
+        if self.degree >= 2 and grad_second is not None:  # column block k of `stacked` is S_k
+            symmetric = grad_second + grad_second.transpose(-1, -2)
+            self.stacked = symmetric.transpose(-3, -2).reshape(batch, d, modes * d)
+
+    def block_gradients(self, u: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        """(dL/du, dL/dt) for one block of rows, after :meth:`prepare_backward`."""
+        angle = t.unsqueeze(-1) * self.frequencies
+        w = torch.cos(angle)
+        grad_w = self.g0.unsqueeze(-2).expand_as(w).clone()
+        grad_u = w @ self.g1 if self.g1 is not None else torch.zeros_like(u)
+        if self.g1 is not None:
+            grad_w += u @ self.g1.transpose(-1, -2)
+        if self.stacked is not None:
+            projected = (u @ self.stacked).unflatten(-1, (self.modes, self.d))  # S_k u_i
+            grad_u += (w.unsqueeze(-1) * projected).sum(dim=-2)
+            grad_w += 0.5 * (projected * u.unsqueeze(-2)).sum(dim=-1)
+        return grad_u, -(grad_w * torch.sin(angle) * self.frequencies).sum(dim=-1)
+
+
+class _SpectralSums(torch.autograd.Function):
+    """Feature sums with a block-wise backward: never materializes (N, (K+1) d) for autograd."""
+
+    @staticmethod
+    def forward(ctx, direction, t, modes, degree):  # type: ignore[override]
+        blocks = FeatureBlocks(direction, modes, degree)
+        ctx.save_for_backward(direction, t)
+        ctx.blocks = blocks
+        return blocks.sums((direction[:, a:b], t[:, a:b]) for a, b in blocks.ranges)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_zeroth, grad_first, grad_second):  # type: ignore[override]
         direction, t = ctx.saved_tensors
-        modes, degree = ctx.modes, ctx.degree
-        batch, n, d = direction.shape
-        frequencies = _frequencies(modes, direction)
-        grad_direction = torch.zeros_like(direction)
-        grad_t = torch.zeros_like(t)
-        g0 = grad_zeroth if grad_zeroth is not None else direction.new_zeros(batch, modes)
-        use_first = degree >= 1 and grad_first is not None
-        use_second = degree >= 2 and grad_second is not None
-        if use_second:  # column block k of `stacked` is S_k = G2_k + G2_k^T
-            symmetric = grad_second + grad_second.transpose(-1, -2)
-            stacked = symmetric.transpose(-3, -2).reshape(batch, d, modes * d)
-        for start, stop in _feature_blocks(n, modes * d if degree >= 2 else modes):
-            u = direction[:, start:stop]
-            angle = t[:, start:stop, None] * frequencies
-            w = torch.cos(angle)
-            grad_w = g0.unsqueeze(-2).expand_as(w).clone()
-            grad_u = torch.zeros_like(u)
-            if use_first:
-                grad_w += u @ grad_first.transpose(-1, -2)
-                grad_u += w @ grad_first
-            if use_second:
-                projected = (u @ stacked).unflatten(-1, (modes, d))  # S_k u_i
-                grad_u += (w.unsqueeze(-1) * projected).sum(dim=-2)
-                grad_w += 0.5 * (projected * u.unsqueeze(-2)).sum(dim=-1)
-            grad_direction[:, start:stop] = grad_u
-            grad_t[:, start:stop] = -(grad_w * torch.sin(angle) * frequencies).sum(dim=-1)
+        blocks = ctx.blocks
+        blocks.prepare_backward(grad_zeroth, grad_first, grad_second)
+        grad_direction = torch.empty_like(direction)  # every block below writes its rows
+        grad_t = torch.empty_like(t)
+        for a, b in blocks.ranges:
+            grad_direction[:, a:b], grad_t[:, a:b] = blocks.block_gradients(direction[:, a:b], t[:, a:b])
         return grad_direction, grad_t, None, None
 
 

@@ -1,0 +1,88 @@
+r"""The global spectral path in one pass over x: wristband map and feature sums fused.
+
+:func:`fused_spectral_sums` returns what :func:`~latentshape.wristband.map.wristband_map`
+followed by :func:`~latentshape.wristband.spectral.spectral_sums` would, without materializing the
+N x d directions for autograd. The forward reads x twice (norms, then blocks of rows); the
+backward reads x once more and writes the gradient once, block by block, using
+
+.. math::
+    \frac{\partial L}{\partial x_i} = \frac{1}{r_i}\Big(g_i - u_i (u_i \cdot g_i)\Big)
+        + \frac{\partial L}{\partial r_i} u_i,
+    \qquad \frac{\partial L}{\partial r_i} = \Big(\frac{\partial L}{\partial t_i}\Big) \frac{dt_i}{dr_i}
+        + \frac{\partial L}{\partial z_i} \frac{dz_i}{dr_i},
+
+with :math:`u_i = x_i / r_i`, :math:`r_i = \|x_i\|`, :math:`g_i = \partial L / \partial u_i` from
+the feature sums, and the chi-square slopes of :mod:`latentshape.wristband.map`. Zero rows have
+u = 0 and a zero gradient through the map, as in ``wristband_map``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .map import chi2_forward, chi2_norm_slopes, norm_gradient
+from .spectral import FeatureBlocks, SpectralSums
+
+__all__ = ["fused_spectral_sums"]
+
+
+def fused_spectral_sums(x: Tensor, modes: int, degree: int) -> tuple[SpectralSums, Tensor, Tensor]:
+    """Feature sums of ``x`` ``(B, N, d)`` with cosine modes 0..modes-1 and harmonic degree <= ``degree``,
+    and the radial coordinates ``(t, z)`` ``(B, N)`` (float64), all differentiable in x.
+
+    >>> from latentshape.wristband import wristband_map
+    >>> from latentshape.wristband.spectral import spectral_sums
+    >>> x = torch.randn(1, 50, 3, dtype=torch.float64)
+    >>> sums, t, z = fused_spectral_sums(x, 4, 2)
+    >>> point = wristband_map(x)
+    >>> reference = spectral_sums(point.direction, point.cdf, 4, 2)
+    >>> all(torch.allclose(a, b) for a, b in zip(sums, reference)), torch.allclose(t, point.cdf)
+    (True, True)
+    """
+    zeroth, first, second, cdf, score = _FusedSpectralSums.apply(x, modes, degree)
+    return SpectralSums(zeroth, first, second), cdf, score
+
+
+def _norms(x: Tensor) -> tuple[Tensor, Tensor]:
+    """|x| and 1/|x| per row, both 0 for a zero row."""
+    norm = torch.linalg.vector_norm(x, dim=-1)  # one fused pass (vecdot would multiply, then sum)
+    positive = norm > 0
+    return norm, torch.where(positive, 1.0 / torch.where(positive, norm, torch.ones_like(norm)), torch.zeros_like(norm))
+
+
+class _FusedSpectralSums(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, modes, degree):  # type: ignore[override]
+        norm, inverse = _norms(x)
+        cdf, score, chi2_saved = chi2_forward(norm.to(torch.float64), float(x.shape[-1]))
+        t = cdf.to(x.dtype)
+        blocks = FeatureBlocks(x, modes, degree)
+        zeroth, first, second = blocks.sums(
+            (x[:, a:b] * inverse[:, a:b, None], t[:, a:b]) for a, b in blocks.ranges
+        )
+        ctx.save_for_backward(x, inverse, t, *chi2_saved)
+        ctx.blocks = blocks
+        return zeroth, first, second, cdf, score
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_zeroth, grad_first, grad_second, grad_cdf, grad_score):  # type: ignore[override]
+        x, inverse, t, log_slope, score, floored = ctx.saved_tensors
+        blocks = ctx.blocks
+        blocks.prepare_backward(grad_zeroth, grad_first, grad_second)
+        d_cdf, d_score = chi2_norm_slopes(log_slope, score, floored)
+        external = torch.zeros_like(d_cdf)  # dL/dr through the radial coordinates used elsewhere
+        if grad_cdf is not None:
+            external = external + grad_cdf * d_cdf
+        if grad_score is not None:
+            external = external + grad_score * d_score
+        grad_x = torch.empty_like(x)  # every block below writes its rows
+        for a, b in blocks.ranges:
+            inv = inverse[:, a:b, None]
+            u = x[:, a:b] * inv
+            grad_u, grad_t = blocks.block_gradients(u, t[:, a:b])
+            grad_norm = norm_gradient(grad_t.to(d_cdf.dtype) * d_cdf[:, a:b] + external[:, a:b], floored[:, a:b])
+            radial = grad_norm.to(x.dtype) - inverse[:, a:b] * torch.linalg.vecdot(u, grad_u)
+            grad_x[:, a:b] = torch.addcmul(grad_u * inv, u, radial.unsqueeze(-1))
+        return grad_x, None, None
