@@ -262,4 +262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m latentshape.cli` runs this file as a second module, __main__: dispatch through the
+    # package's copy so that the UserError raised by subcommand modules is the class main() catches.
+    from latentshape.cli import main as package_main
+
+    sys.exit(package_main())

@@ -35,27 +35,11 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 """Protocol settings for the full, ``--quick`` and ``--tiny`` runs."""
 
 
-class _BenchError(Exception):
-    """A user mistake on the bench command line."""
-
-
 def _run(args: argparse.Namespace) -> int:
-    # Report user mistakes here, in the shared CLI's format (one line, status 2): under
-    # ``python -m latentshape.cli`` the CLI module runs as __main__, so a raised
-    # latentshape.cli.UserError would be a different class from the one its main() catches.
-    try:
-        return _run_checked(args)
-    except _BenchError as error:
-        print(f"latentshape {args.command}: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _run_checked(args: argparse.Namespace) -> int:
     import torch
 
+    from ..cli import UserError
     from . import protocols, report
-
-    UserError = _BenchError
 
     if args.quick and args.tiny:
         raise UserError("choose one of --quick and --tiny")

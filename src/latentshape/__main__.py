@@ -1,0 +1,7 @@
+"""``python -m latentshape check | bench | demo``: the command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
