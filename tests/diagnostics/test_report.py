@@ -18,14 +18,6 @@ TEST_NAMES = ["wristband total", "per-dim mean/std", "per-dim KS vs N(0,1)", "KS
               "Henze-Zirkler", "kNN KL(P || N(0,I))"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def gaussian_report() -> Report:
     x = torch.randn(400, 6, generator=torch.Generator().manual_seed(11))

@@ -15,15 +15,6 @@ from latentshape.models import GaussianAutoencoder, reconstruction_error, train_
 BOTTOM = list(range(32, 64))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: on shared CPUs a second intra-op thread only adds contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _model(latent_dim: int = 6, context_dim: int = 3, **kwargs) -> GaussianAutoencoder:
     torch.manual_seed(0)
     return GaussianAutoencoder(64, latent_dim, context_dim=context_dim, context_features=BOTTOM, hidden=32, **kwargs)
