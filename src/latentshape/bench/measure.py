@@ -14,7 +14,21 @@ import statistics
 import time
 from typing import Callable
 
-__all__ = ["measure", "fmt_seconds", "fmt_bytes"]
+__all__ = ["measure", "median_seconds", "fmt_seconds", "fmt_bytes"]
+
+
+def median_seconds(step: Callable[[], object], repeats: int, device: str = "cpu") -> float:
+    """Median wall time of ``repeats`` calls of ``step`` (synchronizing CUDA after each)."""
+    import torch
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _child(build: Callable, args: tuple, repeats: int, threads: int | None, queue) -> None:
@@ -38,14 +52,7 @@ def _child(build: Callable, args: tuple, repeats: int, threads: int | None, queu
             peak = torch.cuda.max_memory_allocated() - base
         else:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - start)
-        queue.put((statistics.median(times), max(peak, 0)))
+        queue.put((median_seconds(step, repeats, device), max(peak, 0)))
     except Exception as error:  # report, don't crash the whole table
         queue.put((float("nan"), f"{type(error).__name__}: {error}"[:60]))
 

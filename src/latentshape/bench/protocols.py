@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .distributions import DISTRIBUTIONS, sample
-from .measure import measure
+from .measure import measure, median_seconds
 from .regularizers import REGULARIZERS, Regularizer, zscore
 
 __all__ = ["ResultTable", "detection", "gaussianize", "speed", "w2_exact", "W2Reference", "w2_reference"]
@@ -319,12 +319,5 @@ def speed(
 
 def _time_here(spec: Regularizer, n: int, d: int, device: str, repeats: int) -> float:
     step, _ = _speed_step(spec, n, d, device)
-    step()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        step()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - began)
-    return float(np.median(times))
+    step()  # warm-up
+    return median_seconds(step, repeats, device)
