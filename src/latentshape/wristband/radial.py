@@ -14,10 +14,14 @@ a gradient when t saturates at 0 or 1.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-__all__ = ["radial_distance"]
+from . import _radial_null_table as _null
+
+__all__ = ["radial_distance", "radial_null_moments"]
 
 
 def radial_distance(t: Tensor, score: Tensor) -> Tensor:
@@ -37,3 +41,29 @@ def radial_distance(t: Tensor, score: Tensor) -> Tensor:
     uniform_part = 12.0 * ((t_sorted - quantiles) ** 2).mean(dim=-1)
     gaussian_part = ((score_sorted - torch.special.ndtri(quantiles)) ** 2).mean(dim=-1)
     return 0.5 * (uniform_part + gaussian_part)
+
+
+def radial_null_moments(n: int) -> tuple[float, float]:
+    r"""Mean and variance of :func:`radial_distance` under x ~ N(0, I) at batch size ``n``.
+
+    Under the null t is exactly U[0, 1] and its score exactly N(0, 1) whatever d, so the law of
+    ``rad`` depends on N alone. It has no elementary closed form (the score part is a tail-driven
+    sum of normal order statistics; its mean grows like :math:`\log\log N / (2N)`), so its moments
+    come from a one-off Monte-Carlo of the 1-D statistic over N = 2 .. 2^20 (``scripts/radial_null_table.py``):
+    the table itself below N = 24, and above it the weighted fit
+    :math:`N m = A + B \log\log N + C/\sqrt N` (likewise for N * sd; chi^2 per degree of freedom ~1,
+    B ~ 1/2 as the theory says), which carries on smoothly beyond 2^20.
+
+    >>> mean, variance = radial_null_moments(1024)
+    >>> round(1024 * mean, 2), round(1024 * variance ** 0.5, 2)
+    (2.57, 1.68)
+    """
+    if n < 2:
+        raise ValueError(f"the radial term needs n >= 2, got {n}")
+    if n < _null.FIT_FROM:
+        _, scaled_mean, scaled_sd, _ = _null.TABLE[n - 2]
+    else:
+        terms = (1.0, math.log(math.log(n)), n**-0.5)
+        scaled_mean = sum(c * v for c, v in zip(_null.MEAN_FIT, terms))
+        scaled_sd = sum(c * v for c, v in zip(_null.SD_FIT, terms))
+    return scaled_mean / n, (scaled_sd / n) ** 2
