@@ -214,3 +214,19 @@ def test_fused_map_and_sums_gradcheck_and_match_the_unfused_path(monkeypatch, de
     x_nonzero = x.detach().clone()
     x_nonzero[0, 3] = 0.5  # gradcheck needs a differentiable point
     assert torch.autograd.gradcheck(fused, (x_nonzero.requires_grad_(),))
+
+
+@pytest.mark.parametrize("d", [256, 257, 1024, 4096])
+def test_funk_hecke_quadrature_reproduces_the_chordal_closed_form_at_large_d(d):
+    """The generic (geodesic) quadrature route, fed the chordal kernel, equals the 0F1 closed form.
+
+    Regression: scipy's Gauss-Jacobi nodes break down near d = 4096 and gave NaN geodesic coefficients.
+    """
+    from latentshape.wristband.kernel import default_alpha
+    from latentshape.wristband.spectral import _chordal_coefficients, _funk_hecke_coefficients
+
+    c = 4.0 / 3.0
+    generic = _funk_hecke_coefficients(d, 2, lambda x: np.exp(c * (x - 1.0)))
+    assert generic == pytest.approx(_chordal_coefficients(d, 2, c), rel=1e-10)
+    geodesic = angular_coefficients(d, 2, 8.0, default_alpha("geodesic"), "geodesic")
+    assert all(math.isfinite(v) for v in geodesic) and geodesic[0] > 0

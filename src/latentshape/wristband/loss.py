@@ -12,6 +12,7 @@ sd ~1 for every N, d and beta: "total = 40" reads "40 null standard deviations f
 
 from __future__ import annotations
 
+import functools
 from typing import Literal
 
 import torch
@@ -20,8 +21,14 @@ from torch import Tensor, nn
 from ..calibration import NullStats, cached_null_stats, monte_carlo_null
 from ..distributed import global_batch, is_distributed
 from .components import WristbandComponents, WristbandConfig, _as_batch, _raw_components, raw_components
+from .null_moments import spectral_null_stats
 
 __all__ = ["WristbandLoss"]
+
+
+@functools.lru_cache(maxsize=1024)
+def _closed_form_null_stats(config: WristbandConfig, n: int, d: int) -> NullStats:
+    return spectral_null_stats(config, n, d)
 
 _COMPONENTS = ("rep", "rad", "ang", "mom")
 
@@ -47,9 +54,11 @@ class WristbandLoss(nn.Module):
         average: ``"global"`` (log of the mean energy) or ``"per_point"`` (mean of log row energies).
         lambda_rad, lambda_ang, lambda_mom: component weights. moment: moment penalty kind
             (``w2``, ``kl_diag``, ``kl_full``, ``jeff_diag``, ``jeff_full``, ``mu_only``).
-        calibrate: return z-scores against the null at the batch's (N, d) (else raw values).
-        calibration_samples: Monte-Carlo null batches per new (N, d); default 512 (spectral),
-            128 (pairwise). calibration_seed: seed of those draws.
+        calibrate: return z-scores against the null at the batch's (N, d) (else raw values). The
+            global spectral path calibrates in closed form (milliseconds, any N and d); the others
+            by Monte-Carlo at the first batch of each new (N, d).
+        calibration_samples: Monte-Carlo null batches per new (N, d) where Monte-Carlo is used;
+            default 512 (spectral per_point), 128 (pairwise). calibration_seed: seed of those draws.
         distributed: under an initialized ``torch.distributed`` process group, compute the loss of
             the global batch (every rank's rows concatenated; N may differ per rank), calibrated at
             the global N. The value is the same on every rank and each rank's input gradient is its
@@ -58,7 +67,8 @@ class WristbandLoss(nn.Module):
             :mod:`latentshape.distributed`). Without a process group: exactly ``False``.
 
     Calibration runs once per (configuration, N, d) and is shared by all instances in the
-    process, so a short last batch just costs one more calibration.
+    process, so a short last batch just costs one more calibration (milliseconds on the default
+    global spectral path, where the null moments are closed-form: DESIGN 3.6).
 
     Reference: M. Parakhin, *Wristband Gaussian Loss* (2025); spectral path after seeds/000.
 
@@ -127,8 +137,18 @@ class WristbandLoss(nn.Module):
         return WristbandComponents(*(p.reshape(leading) for p in parts))
 
     def null_stats(self, n: int, d: int) -> NullStats:
-        """Null mean, sd and correlation of the raw components at (N, d) (cached per process)."""
+        """Null mean, sd and correlation of the raw components at (N, d) (cached per process).
+
+        The global spectral path has them in closed form (:func:`~latentshape.wristband.null_moments.spectral_null_stats`,
+        milliseconds at any N and d); the pairwise and per-point paths, and moment penalties without
+        a valid closed form at this (N, d), use Monte-Carlo.
+        """
         config = self.config
+        if config.method == "spectral" and config.average == "global":
+            try:
+                return _closed_form_null_stats(config, n, d)
+            except ValueError:
+                pass  # e.g. jeff_full with N - 1 <= d + 3: no finite inverse moments; Monte-Carlo below
         key = ("wristband", config, n, d, self.calibration_samples, self.calibration_seed)
 
         def compute() -> NullStats:

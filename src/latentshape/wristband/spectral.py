@@ -114,16 +114,29 @@ def _funk_hecke_coefficients(d: int, degree: int, kernel) -> list[float]:
     if d == 1:
         plus, minus = float(kernel(np.array(1.0))), float(kernel(np.array(-1.0)))
         return ([0.5 * (plus + minus), 0.5 * (plus - minus)] + [0.0] * degree)[: degree + 1]
-    # X has density proportional to (1 - x^2)^((d-3)/2): Gauss-Jacobi quadrature.
+    # X has density proportional to (1 - x^2)^((d-3)/2): Gauss-Jacobi quadrature while scipy's nodes
+    # are reliable; beyond, X ~ N(0, 1/d) is concentrated and Gauss-Legendre on |x| < 20 / sqrt(d)
+    # with the exact log-density as weights is accurate to rounding.
     exponent = (d - 3) / 2.0
-    nodes, weights = special.roots_jacobi(200, exponent, exponent)
+    if d <= _JACOBI_MAX_DIMENSION:
+        nodes, weights = special.roots_jacobi(200, exponent, exponent)
+    else:
+        nodes, weights = special.roots_legendre(400)
+        nodes = nodes * min(1.0, 20.0 / math.sqrt(d))
+        log_density = exponent * np.log1p(-nodes * nodes)
+        weights = weights * np.exp(log_density - log_density.max())
     weights = weights / weights.sum()
     values = kernel(nodes)
     return [float(np.sum(weights * values * _legendre(level, d, nodes))) for level in range(degree + 1)]
 
 
+_JACOBI_MAX_DIMENSION = 256
+
+
 def _legendre(level: int, d: int, x: np.ndarray) -> np.ndarray:
     """Legendre polynomial of S^{d-1} normalized to 1 at x = 1: Z_l(x) / Z_l(1) (d >= 2)."""
+    if level <= 2:  # explicit: stable at any d (scipy's Gegenbauer overflows at large nu)
+        return (np.ones_like(x), x, (d * x * x - 1.0) / (d - 1.0))[level]
     if d == 2:
         return special.eval_chebyt(level, x)
     nu = (d - 2) / 2.0
