@@ -123,7 +123,7 @@ def test_rank_deficient_real_batches(n, d):
 GRID = [(n, d) for n in (64, 256, 1024, 8192) for d in (1, 2, 3, 8, 64, 256)]
 
 
-@pytest.mark.slow
+@pytest.mark.sweep
 @pytest.mark.parametrize("n,d", GRID)
 def test_null_moments_sweep(n, d):
     """All kinds on the 24-point grid; R = 200000 draws for d <= 8 (heavy-tailed chi2_1-like

@@ -17,7 +17,9 @@ the radial term from all-gathered (t, z) sorted globally, the pairwise path, the
 spectral rows and the degree-2 Gram route (N_global < (K+1) d) from all-gathered (u, t), and the
 moment penalty from all-reduced moment sums. The result is replicated on every rank; gradients
 follow :mod:`latentshape.distributed`. The pairwise path then costs O(N_global^2) on every rank.
-All components compute with ``torch.autocast`` switched off (float32, or float64 for float64 input).
+All components compute with ``torch.autocast`` switched off (float32, or float64 for float64 input);
+:func:`raw_components` returns float64, since the null fluctuations of the components at large N are
+below float32 resolution.
 """
 
 from __future__ import annotations
@@ -148,6 +150,10 @@ def _all_reduce_sums(sums: SpectralSums) -> SpectralSums:
 def raw_components(x: Tensor, config: WristbandConfig, distributed: bool = False) -> Tensor:
     """Raw ``(rep, rad, ang, mom)`` stacked on the last axis, shape ``(B, 4)``, for ``(B, N, d)`` input.
 
+    Always float64 (gradients flow back to ``x`` in its own dtype): under N(0, I) the components
+    fluctuate by O(1/N) around O(1) values, below float32 resolution at N ~ 1e6, and calibration
+    standardizes exactly those fluctuations.
+
     ``distributed=True`` with an initialized process group: the components of the global batch
     (module docstring); otherwise of ``x`` alone.
     """
@@ -159,13 +165,14 @@ def _raw_components(x: Tensor, config: WristbandConfig, rows: GlobalBatch | None
     per_point = config.average == "per_point"
     with autocast_disabled(x.device):
         energy, angular_mean, cdf, score = _kernel_sums(x, config, per_point, rows)
+        energy, angular_mean = energy.to(torch.float64), angular_mean.to(torch.float64)
         tiny = torch.finfo(energy.dtype).tiny
         # Truncated expansions are not positive-definite pointwise; clamp keeps log finite.
         log_energy = torch.log(energy.clamp_min(tiny))
         rep = (log_energy.mean(dim=-1) if per_point else log_energy) / config.beta
         ang = torch.log(angular_mean.clamp_min(tiny)) / config.beta
-        rad = radial_distance(cdf, score).to(x.dtype)
-        mom = moment_penalty(x, config.moment, distributed=rows is not None).to(x.dtype)
+        rad = radial_distance(cdf, score).to(torch.float64)
+        mom = moment_penalty(x.to(torch.float64), config.moment, distributed=rows is not None)
         return torch.stack([rep, rad, ang, mom], dim=-1)
 
 
@@ -195,7 +202,7 @@ def wristband_energy(
                              angular=angular, average=average)
     batch, leading = _as_batch(x)
     with autocast_disabled(batch.device):
-        energy = _kernel_sums(batch, config, per_point=average == "per_point")[0]
+        energy = _kernel_sums(batch, config, per_point=average == "per_point")[0].to(batch.dtype)
     return energy.reshape(leading + energy.shape[1:])
 
 
@@ -222,7 +229,7 @@ def wristband_components(
     active = distributed and is_distributed()
     batch, leading = _as_batch(x, checks_on_global_batch=active)
     rows = global_batch(batch) if active else None
-    raw = _raw_components(batch, config, rows).reshape(leading + (4,))
+    raw = _raw_components(batch, config, rows).to(batch.dtype).reshape(leading + (4,))
     rep, rad, ang, mom = raw.unbind(-1)
     total = rep + lambda_rad * rad + lambda_ang * ang + lambda_mom * mom
     return WristbandComponents(total, rep, rad, ang, mom)

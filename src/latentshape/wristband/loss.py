@@ -123,7 +123,7 @@ class WristbandLoss(nn.Module):
         active = self.distributed and is_distributed()
         batch, leading = _as_batch(x, checks_on_global_batch=active)
         rows = global_batch(batch) if active else None
-        raw = _raw_components(batch, self.config, rows)
+        raw = _raw_components(batch, self.config, rows)  # float64: see raw_components
         weights = torch.tensor(self.weights, dtype=raw.dtype, device=raw.device)
         if self.calibrate:
             n = rows.total if rows is not None else batch.shape[-2]
@@ -134,7 +134,7 @@ class WristbandLoss(nn.Module):
             values = raw
             total = (values * weights).sum(dim=-1)
         parts = [total] + list(values.unbind(-1))
-        return WristbandComponents(*(p.reshape(leading) for p in parts))
+        return WristbandComponents(*(p.to(batch.dtype).reshape(leading) for p in parts))
 
     def null_stats(self, n: int, d: int) -> NullStats:
         """Null mean, sd and correlation of the raw components at (N, d) (cached per process).

@@ -214,12 +214,17 @@ def spectral_sums(direction: Tensor, t: Tensor, modes: int, degree: int) -> Spec
 def energy_from_sums(
     sums: SpectralSums, n: int, d: int, radial: tuple[float, ...], angular: tuple[float, ...]
 ) -> tuple[Tensor, Tensor]:
-    """Energy ``(B,)`` and off-diagonal angular mean ``(B,)`` from feature sums over ``n`` points."""
+    """Energy ``(B,)`` and off-diagonal angular mean ``(B,)`` from feature sums over ``n`` points.
+
+    Both come out in float64: their null fluctuations are O(1/N) relative to constants such as
+    lambda_0, below float32 resolution at N ~ 1e6; the (small) sums are combined in float64.
+    """
     degree = len(angular) - 1
-    a = torch.tensor(radial, dtype=sums.zeroth.dtype, device=sums.zeroth.device)
-    c0 = sums.zeroth / n
-    m1 = sums.first / n if degree >= 1 else None
-    second_sq = (sums.second * sums.second).sum(dim=(-2, -1)) / (n * n) if degree >= 2 else None
+    wide = torch.float64
+    a = torch.tensor(radial, dtype=wide, device=sums.zeroth.device)
+    c0 = sums.zeroth.to(wide) / n
+    m1 = sums.first.to(wide) / n if degree >= 1 else None
+    second_sq = (sums.second * sums.second).sum(dim=(-2, -1)).to(wide) / (n * n) if degree >= 2 else None
     bracket, angular_mean = _brackets(c0, m1, second_sq, n, d, angular)
     return (a * bracket).sum(dim=-1), angular_mean
 
