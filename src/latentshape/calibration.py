@@ -105,7 +105,9 @@ def monte_carlo_null(
         done = 0
         while done < samples:
             r = min(per_chunk, samples - done)
-            x = torch.randn(r, n, d, generator=generator, dtype=dtype).to(device)
+            # Drawn in float64 and rounded: float32 randn returns exact zeros (~7e-8 per number, seen
+            # 23 in 3.4e8), and at d = 1 a zero row is a wild radial outlier that inflates the null sd.
+            x = torch.randn(r, n, d, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
             with torch.no_grad():
                 value = statistic(x)
             outputs.append(value.reshape(r, -1).to("cpu", torch.float64))

@@ -332,6 +332,7 @@ class NullCheck(NamedTuple):
 
     mean_error: Tensor  # (closed-form mean - empirical mean) / empirical sd, per component (rep, rad, ang, mom)
     sd_ratio: Tensor  # closed-form sd / empirical sd, per component
+    sd_ratio_noise: Tensor  # 1-sigma Monte-Carlo uncertainty of sd_ratio, sqrt((kurtosis - 1) / (4 R))
     total_mean: float  # mean of the calibrated total over the null batches
     total_sd: float  # its sd
     samples: int
@@ -366,9 +367,11 @@ def check_null_stats(
     raw = torch.cat(draws)
     w = torch.tensor(weights, dtype=torch.float64)
     total = (stats.standardize(raw) * w).sum(dim=-1) / stats.combined_std(w)
+    kurtosis = (((raw - empirical.mean) / empirical.std) ** 4).mean(dim=0)
     return NullCheck(
         mean_error=(stats.mean - empirical.mean) / empirical.std,
         sd_ratio=stats.std / empirical.std,
+        sd_ratio_noise=((kurtosis - 1).clamp_min(0) / (4 * samples)).sqrt(),
         total_mean=float(total.mean()),
         total_sd=float(total.std()),
         samples=samples,
