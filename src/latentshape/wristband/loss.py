@@ -27,8 +27,12 @@ __all__ = ["WristbandLoss"]
 
 
 @functools.lru_cache(maxsize=1024)
-def _closed_form_null_stats(config: WristbandConfig, n: int, d: int) -> NullStats:
-    return spectral_null_stats(config, n, d)
+def _closed_form_null_stats(config: WristbandConfig, n: int, d: int) -> NullStats | None:
+    """Closed-form null of the global spectral path, or None (cached too) where mom has none."""
+    try:
+        return spectral_null_stats(config, n, d)
+    except ValueError:  # e.g. jeff_full near d = N: no finite inverse moments
+        return None
 
 _COMPONENTS = ("rep", "rad", "ang", "mom")
 
@@ -145,10 +149,9 @@ class WristbandLoss(nn.Module):
         """
         config = self.config
         if config.method == "spectral" and config.average == "global":
-            try:
-                return _closed_form_null_stats(config, n, d)
-            except ValueError:
-                pass  # e.g. jeff_full with N - 1 <= d + 3: no finite inverse moments; Monte-Carlo below
+            closed = _closed_form_null_stats(config, n, d)
+            if closed is not None:
+                return closed
         key = ("wristband", config, n, d, self.calibration_samples, self.calibration_seed)
 
         def compute() -> NullStats:
