@@ -101,8 +101,7 @@ def chi2_forward(norm: Tensor, d: float) -> tuple[Tensor, Tensor, tuple[Tensor, 
     a = 0.5 * d
     half = (0.5 * norm * norm).clamp_min(_SMALLEST_HALF_S)
     log_half = torch.log(half)
-    lower = torch.special.gammainc(torch.full_like(half, a), half)
-    upper = torch.special.gammaincc(torch.full_like(half, a), half)
+    lower, upper = _gamma_tails(a, half)
     # Leading-order tail expansions where the float64 tails underflow to 0.
     log_lower = torch.where(
         lower > 0,
@@ -114,13 +113,29 @@ def chi2_forward(norm: Tensor, d: float) -> tuple[Tensor, Tensor, tuple[Tensor, 
         torch.log(upper.clamp_min(1e-320)),
         (a - 1.0) * log_half - half - math.lgamma(a) + torch.log1p((a - 1.0) / half),
     )
-    score = torch.where(
-        log_lower <= _LOG_HALF, _normal_quantile_of_log(log_lower), -_normal_quantile_of_log(log_upper)
-    )
+    # One quantile evaluation per point, on its smaller tail: z = -q(log lower) or +q(log upper).
+    on_lower = log_lower <= _LOG_HALF
+    score = _normal_quantile_of_log(torch.where(on_lower, log_lower, log_upper))
+    score = torch.where(on_lower, score, -score)
     # log of dt/dr = 2 r f_chi2(r^2), f_chi2(s) = (s/2)^(a-1) e^(-s/2) / (2 Gamma(a))
     log_slope = torch.log(norm.clamp_min(1e-300)) + (a - 1.0) * log_half - half - math.lgamma(a)
     floored = 0.5 * norm * norm < _SMALLEST_HALF_S  # like clamp: no slope below the floor
     return lower, score, (log_slope, score, floored)
+
+
+def _gamma_tails(a: float, half: Tensor) -> tuple[Tensor, Tensor]:
+    """(P(a, x), Q(a, x)) with one special-function evaluation per point: each point evaluates its
+    smaller tail (P below x = a, Q above; the float64 tails stay exact) and takes 1 - it for the
+    other, which is >= ~1/2 there and loses nothing."""
+    below = half < a
+    lower = torch.empty_like(half)
+    upper = torch.empty_like(half)
+    small, large = half[below], half[~below]
+    lower[below] = torch.special.gammainc(torch.full_like(small, a), small)
+    upper[~below] = torch.special.gammaincc(torch.full_like(large, a), large)
+    upper[below] = 1.0 - lower[below]
+    lower[~below] = 1.0 - upper[~below]
+    return lower, upper
 
 
 def chi2_norm_slopes(log_slope: Tensor, score: Tensor, floored: Tensor) -> tuple[Tensor, Tensor]:
