@@ -13,7 +13,9 @@ backward reads x once more and writes the gradient once, block by block, using
 
 with :math:`u_i = x_i / r_i`, :math:`r_i = \|x_i\|`, :math:`g_i = \partial L / \partial u_i` from
 the feature sums, and the chi-square slopes of :mod:`latentshape.wristband.map`. Zero rows have
-u = 0 and a zero gradient through the map, as in ``wristband_map``.
+u = 0 and a zero gradient through the map, as in ``wristband_map``. The directions u are never
+formed: 1/r_i scales the (rows x modes) weights instead (:meth:`FeatureBlocks.sums`), which saves
+N x d passes both ways.
 """
 
 from __future__ import annotations
@@ -58,9 +60,7 @@ class _FusedSpectralSums(torch.autograd.Function):
         cdf, score, chi2_saved = chi2_forward(norm.to(torch.float64), float(x.shape[-1]))
         t = cdf.to(x.dtype)
         blocks = FeatureBlocks(x, modes, degree)
-        zeroth, first, second = blocks.sums(
-            (x[:, a:b] * inverse[:, a:b, None], t[:, a:b]) for a, b in blocks.ranges
-        )
+        zeroth, first, second = blocks.sums((x[:, a:b], t[:, a:b], inverse[:, a:b]) for a, b in blocks.ranges)
         ctx.save_for_backward(x, inverse, t, *chi2_saved)
         ctx.blocks = blocks
         return zeroth, first, second, cdf, score
@@ -79,10 +79,10 @@ class _FusedSpectralSums(torch.autograd.Function):
             external = external + grad_score * d_score
         grad_x = torch.empty_like(x)  # every block below writes its rows
         for a, b in blocks.ranges:
-            inv = inverse[:, a:b, None]
-            u = x[:, a:b] * inv
-            grad_u, grad_t = blocks.block_gradients(u, t[:, a:b])
+            rows, inv = x[:, a:b], inverse[:, a:b]
+            scaled_grad_u, grad_t = blocks.block_gradients(rows, t[:, a:b], inv)  # g_i / r_i
             grad_norm = norm_gradient(grad_t.to(d_cdf.dtype) * d_cdf[:, a:b] + external[:, a:b], floored[:, a:b])
-            radial = grad_norm.to(x.dtype) - inverse[:, a:b] * torch.linalg.vecdot(u, grad_u)
-            grad_x[:, a:b] = torch.addcmul(grad_u * inv, u, radial.unsqueeze(-1))
+            # u_i . g_i / r_i = x_i . (g_i / r_i) / r_i, and u_i * c = x_i * (c / r_i): u is never formed
+            radial = grad_norm.to(x.dtype) - inv * torch.linalg.vecdot(rows, scaled_grad_u)
+            torch.addcmul(scaled_grad_u, rows, (inv * radial).unsqueeze(-1), out=grad_x[:, a:b])  # no extra copy
         return grad_x, None, None

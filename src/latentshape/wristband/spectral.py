@@ -275,20 +275,22 @@ class FeatureBlocks:
         self.ranges = _feature_blocks(self.n, modes * self.d if degree >= 2 else self.d + modes)
 
     def sums(self, blocks) -> tuple[Tensor, Tensor, Tensor]:
-        """Accumulate the sums over ``blocks``: an iterable of (directions, t) per row range."""
+        """Accumulate the sums over ``blocks``: an iterable of (rows, t, scale) per row range, the
+        directions being ``rows * scale[..., None]`` (``scale=None``: the rows are the directions).
+        The scale goes onto the (rows x modes) weights, so the directions are never formed."""
         batch, d, modes, degree = self.batch, self.d, self.modes, self.degree
         like = self.frequencies
         zeroth = like.new_zeros(batch, modes)
         first = like.new_zeros(batch, modes, d) if degree >= 1 else like.new_zeros(0)
         second = like.new_zeros(batch, modes * d, d) if degree >= 2 else like.new_zeros(0)
-        for u, t in blocks:
+        for rows, t, scale in blocks:
             w = torch.cos(t.unsqueeze(-1) * self.frequencies)
             zeroth += w.sum(dim=-2)
             if degree >= 1:
-                first.baddbmm_(w.transpose(-1, -2), u)
+                first.baddbmm_(_scaled(w, scale).transpose(-1, -2), rows)
             if degree >= 2:
-                lifted = (w.unsqueeze(-1) * u.unsqueeze(-2)).flatten(-2)
-                second.baddbmm_(lifted.transpose(-1, -2), u)
+                lifted = (_scaled(w, scale, 2).unsqueeze(-1) * rows.unsqueeze(-2)).flatten(-2)
+                second.baddbmm_(lifted.transpose(-1, -2), rows)
         if degree >= 2:
             second = second.view(batch, modes, d, d)
         return zeroth, first, second
@@ -302,19 +304,29 @@ class FeatureBlocks:
             symmetric = grad_second + grad_second.transpose(-1, -2)
             self.stacked = symmetric.transpose(-3, -2).reshape(batch, d, modes * d)
 
-    def block_gradients(self, u: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """(dL/du, dL/dt) for one block of rows, after :meth:`prepare_backward`."""
+    def block_gradients(self, rows: Tensor, t: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(scale * dL/du, dL/dt) for one block of rows (directions u = rows * scale, as in :meth:`sums`),
+        after :meth:`prepare_backward`. Products are taken with the rows and rescaled on the
+        (rows x modes) side: u @ G = scale * (rows @ G)."""
         angle = t.unsqueeze(-1) * self.frequencies
         w = torch.cos(angle)
         grad_w = self.g0.unsqueeze(-2).expand_as(w).clone()
-        grad_u = w @ self.g1 if self.g1 is not None else torch.zeros_like(u)
+        grad_u = _scaled(w, scale) @ self.g1 if self.g1 is not None else torch.zeros_like(rows)
         if self.g1 is not None:
-            grad_w += u @ self.g1.transpose(-1, -2)
+            grad_w += _scaled(rows @ self.g1.transpose(-1, -2), scale)
         if self.stacked is not None:
-            projected = (u @ self.stacked).unflatten(-1, (self.modes, self.d))  # S_k u_i
-            grad_u += (w.unsqueeze(-1) * projected).sum(dim=-2)
-            grad_w += 0.5 * (projected * u.unsqueeze(-2)).sum(dim=-1)
+            projected = (rows @ self.stacked).unflatten(-1, (self.modes, self.d))  # S_k rows
+            grad_u += (_scaled(w, scale, 2).unsqueeze(-1) * projected).sum(dim=-2)
+            grad_w += _scaled(0.5 * (projected * rows.unsqueeze(-2)).sum(dim=-1), scale, 2)
         return grad_u, -(grad_w * torch.sin(angle) * self.frequencies).sum(dim=-1)
+
+
+def _scaled(values: Tensor, scale: Tensor | None, power: int = 1) -> Tensor:
+    """``values`` (B, rows, m) times ``scale`` (B, rows) to the ``power``, per row; None is 1."""
+    if scale is None:
+        return values
+    factor = scale if power == 1 else scale**power
+    return values * factor.unsqueeze(-1)
 
 
 class _SpectralSums(torch.autograd.Function):
@@ -325,7 +337,7 @@ class _SpectralSums(torch.autograd.Function):
         blocks = FeatureBlocks(direction, modes, degree)
         ctx.save_for_backward(direction, t)
         ctx.blocks = blocks
-        return blocks.sums((direction[:, a:b], t[:, a:b]) for a, b in blocks.ranges)
+        return blocks.sums((direction[:, a:b], t[:, a:b], None) for a, b in blocks.ranges)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
