@@ -80,9 +80,9 @@ class _FusedSpectralSums(torch.autograd.Function):
         grad_x = torch.empty_like(x)  # every block below writes its rows
         for a, b in blocks.ranges:
             rows, inv = x[:, a:b], inverse[:, a:b]
-            scaled_grad_u, grad_t = blocks.block_gradients(rows, t[:, a:b], inv)  # g_i / r_i
+            scaled_grad_u, grad_t, rows_dot = blocks.block_gradients(rows, t[:, a:b], inv)  # g_i / r_i, x_i . g_i / r_i
             grad_norm = norm_gradient(grad_t.to(d_cdf.dtype) * d_cdf[:, a:b] + external[:, a:b], floored[:, a:b])
-            # u_i . g_i / r_i = x_i . (g_i / r_i) / r_i, and u_i * c = x_i * (c / r_i): u is never formed
-            radial = grad_norm.to(x.dtype) - inv * torch.linalg.vecdot(rows, scaled_grad_u)
+            # u_i . g_i / r_i = (x_i . g_i / r_i) / r_i, and u_i * c = x_i * (c / r_i): u is never formed
+            radial = grad_norm.to(x.dtype) - inv * rows_dot
             torch.addcmul(scaled_grad_u, rows, (inv * radial).unsqueeze(-1), out=grad_x[:, a:b])  # no extra copy
         return grad_x, None, None

@@ -304,21 +304,29 @@ class FeatureBlocks:
             symmetric = grad_second + grad_second.transpose(-1, -2)
             self.stacked = symmetric.transpose(-3, -2).reshape(batch, d, modes * d)
 
-    def block_gradients(self, rows: Tensor, t: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(scale * dL/du, dL/dt) for one block of rows (directions u = rows * scale, as in :meth:`sums`),
-        after :meth:`prepare_backward`. Products are taken with the rows and rescaled on the
-        (rows x modes) side: u @ G = scale * (rows @ G)."""
+    def block_gradients(self, rows: Tensor, t: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(scale * dL/du, dL/dt, rows . (scale * dL/du)) for one block of rows (directions
+        u = rows * scale, as in :meth:`sums`), after :meth:`prepare_backward`. Products are taken with
+        the rows and rescaled on the (rows x modes) side, u @ G = scale * (rows @ G); the row dot
+        product comes from those (rows x modes) products too, without another pass over the rows."""
         angle = t.unsqueeze(-1) * self.frequencies
         w = torch.cos(angle)
         grad_w = self.g0.unsqueeze(-2).expand_as(w).clone()
-        grad_u = _scaled(w, scale) @ self.g1 if self.g1 is not None else torch.zeros_like(rows)
+        weights = _scaled(w, scale)
+        grad_u = weights @ self.g1 if self.g1 is not None else torch.zeros_like(rows)
+        rows_dot = torch.zeros_like(t)
         if self.g1 is not None:
-            grad_w += _scaled(rows @ self.g1.transpose(-1, -2), scale)
+            along = rows @ self.g1.transpose(-1, -2)  # rows . G1_k
+            grad_w += _scaled(along, scale)
+            rows_dot = rows_dot + (weights * along).sum(dim=-1)
         if self.stacked is not None:
             projected = (rows @ self.stacked).unflatten(-1, (self.modes, self.d))  # S_k rows
-            grad_u += (_scaled(w, scale, 2).unsqueeze(-1) * projected).sum(dim=-2)
-            grad_w += _scaled(0.5 * (projected * rows.unsqueeze(-2)).sum(dim=-1), scale, 2)
-        return grad_u, -(grad_w * torch.sin(angle) * self.frequencies).sum(dim=-1)
+            quadratic = (projected * rows.unsqueeze(-2)).sum(dim=-1)  # rows^T S_k rows
+            weights2 = _scaled(w, scale, 2)
+            grad_u += (weights2.unsqueeze(-1) * projected).sum(dim=-2)
+            grad_w += _scaled(0.5 * quadratic, scale, 2)
+            rows_dot = rows_dot + (weights2 * quadratic).sum(dim=-1)
+        return grad_u, -(grad_w * torch.sin(angle) * self.frequencies).sum(dim=-1), rows_dot
 
 
 def _scaled(values: Tensor, scale: Tensor | None, power: int = 1) -> Tensor:
@@ -348,7 +356,7 @@ class _SpectralSums(torch.autograd.Function):
         grad_direction = torch.empty_like(direction)  # every block below writes its rows
         grad_t = torch.empty_like(t)
         for a, b in blocks.ranges:
-            grad_direction[:, a:b], grad_t[:, a:b] = blocks.block_gradients(direction[:, a:b], t[:, a:b])
+            grad_direction[:, a:b], grad_t[:, a:b], _ = blocks.block_gradients(direction[:, a:b], t[:, a:b])
         return grad_direction, grad_t, None, None
 
 
