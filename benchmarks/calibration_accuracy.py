@@ -7,8 +7,8 @@ lambda_ang = 0, lambda_mom = 1, moment = w2) over those batches; targets |mean e
 sd ratio in [0.97, 1.03], total mean in [-0.1, 0.1], total sd in [0.9, 1.1]. A second table times
 the closed form against the Monte-Carlo calibration it replaces (512 null batches).
 
-The empirical sd of R draws is itself uncertain by ~ sqrt((kurtosis - 1) / (4R)): ~1.6% at
-R = 2000 for a Gaussian statistic, 3.6% for the heavy-tailed rad (kurtosis ~11.5, every N); cheap
+The empirical mean of R draws is uncertain by 1/sqrt(R) sd (0.022 at R = 2000), and the
+empirical sd by ~ sqrt((kurtosis - 1) / (4R)) (printed per cell): ~1.6% at R = 2000 for a Gaussian statistic, 3.6% for the heavy-tailed rad (kurtosis ~11.5, every N); cheap
 cells use more draws, and rad alone is checked once more against a 1-D Monte-Carlo of 200000 draws.
 
     python benchmarks/calibration_accuracy.py                 # the grid (~20 min on 2 cores)

@@ -121,10 +121,12 @@ def _assert_issue_tolerances(check, noise_aware=False):
 
     rad is heavy-tailed (kurtosis ~11.5), so its sample sd is itself uncertain by ~1.8% at R = 8000:
     it must be within 3 of its own standard errors (the 1-D test above pins it to 0.7%). With
-    ``noise_aware`` (the sweep, where cells with fewer draws have chi-square-like rep at degree 1)
-    every sd passes within max(3%, 3 standard errors of the Monte-Carlo sd).
+    ``noise_aware`` (the sweep: 192 comparisons, some at R = 4000 with chi-square-like rep) a mean
+    passes within max(0.05, 3 / sqrt(R)) and an sd within max(3%, 3 standard errors of the
+    Monte-Carlo sd): a fixed tolerance near 2 standard errors would fail a few cells by chance alone.
     """
-    assert check.mean_error.abs().max() < 0.05
+    mean_allowed = max(0.05, 3.0 / math.sqrt(check.samples)) if noise_aware else 0.05
+    assert check.mean_error.abs().max() < mean_allowed
     error, noise = (check.sd_ratio - 1).abs(), check.sd_ratio_noise
     assert error[1] < 3.0 * noise[1]
     allowed = torch.maximum(torch.full_like(noise, 0.03), 3.0 * noise) if noise_aware else torch.full_like(noise, 0.03)
@@ -143,8 +145,8 @@ def test_closed_form_calibration_matches_monte_carlo(n, d, degree):
 @pytest.mark.parametrize("d", [1, 2, 3, 8, 64, 256])
 @pytest.mark.parametrize("n", [64, 256, 1024, 8192])
 def test_closed_form_calibration_grid(n, d, degree):
-    """The issue's full grid, >= 2000 null batches per cell (about an hour on 2 cores: ``pytest -m sweep``)."""
-    samples = 8000 if n * d <= 1 << 16 else 2000
+    """The issue's full grid, >= 4000 null batches per cell (about an hour on 2 cores: ``pytest -m sweep``)."""
+    samples = 8000 if n * d <= 1 << 16 else 4000
     _assert_issue_tolerances(check_null_stats(WristbandConfig(degree=degree), n, d, samples=samples), noise_aware=True)
 
 
