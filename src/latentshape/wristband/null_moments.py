@@ -238,7 +238,9 @@ def spectral_null_covariances(
     covariance part F of mom is quadratic in S - I only while d << N; as d / N grows its law
     spreads (Marchenko-Pastur) but its *correlations* with E, A and rad barely move (Monte-Carlo:
     within ~0.05 from d/N = 1/16 to 4). So F enters through its small-(d/N) correlations, scaled by
-    its actual sd when ``moment_variance`` (the null variance of mom) is given.
+    its actual sd when ``moment_variance`` (the null variance of mom) is given. Known gap: for
+    d > N the A-mom correlation is overestimated (0.25 against 0.08 at N = 64, d = 256), which only
+    matters with ``lambda_ang > 0`` (the total's sd then reads a few % low).
     """
     if moment not in _MOMENT_EXPANSION:
         raise ValueError(f"unknown moment penalty {moment!r}")
