@@ -232,12 +232,7 @@ def register_distribution(name: str, sampler: Sampler, replace: bool = False) ->
     torch.Size([3, 2])
     >>> del DISTRIBUTIONS["cube"]
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a distribution needs a non-empty string name, got {name!r}")
-    if not callable(sampler):
-        raise ValueError(f"sampler must be callable (n, d, generator) -> (n, d), got {type(sampler).__name__}")
-    if name in DISTRIBUTIONS and not replace:
-        raise ValueError(f"distribution {name!r} is already registered; pass replace=True to overwrite it")
+    check_registration(DISTRIBUTIONS, "distribution", name, sampler, "sampler", "(n, d, generator) -> (n, d)", replace)
     DISTRIBUTIONS[name] = sampler
     return sampler
 
@@ -254,3 +249,13 @@ def sample(name: str, n: int, d: int, seed: int = 0) -> Tensor:
     if not isinstance(x, Tensor) or tuple(x.shape) != (n, d):
         raise ValueError(f"sampler {name!r} returned {getattr(x, 'shape', type(x).__name__)}, expected ({n}, {d})")
     return x.to(torch.float32)
+
+
+def check_registration(registry: dict, kind: str, name: str, function, role: str, signature: str, replace: bool) -> None:
+    """Validate a new entry of a benchmark registry (a name, a callable, no silent overwrite)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a {kind} needs a non-empty string name, got {name!r}")
+    if not callable(function):
+        raise ValueError(f"{role} must be callable {signature}, got {type(function).__name__}")
+    if name in registry and not replace:
+        raise ValueError(f"{kind} {name!r} is already registered; pass replace=True to overwrite it")

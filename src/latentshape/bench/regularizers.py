@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..gaussian import AdversarialPrior, GaussianMMD, MomentMatchingLoss, SIGReg, SlicedWassersteinGaussian
 from ..wristband import WristbandLoss
+from .distributions import check_registration
 
 __all__ = [
     "Regularizer",
@@ -154,12 +155,7 @@ def register_regularizer(
     3.0
     >>> del REGULARIZERS["mean_norm"]
     """
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"a regularizer needs a non-empty string name, got {name!r}")
-    if not callable(build):
-        raise ValueError(f"build must be callable (d, calibrate) -> nn.Module, got {type(build).__name__}")
-    if name in REGULARIZERS and not replace:
-        raise ValueError(f"regularizer {name!r} is already registered; pass replace=True to overwrite it")
+    check_registration(REGULARIZERS, "regularizer", name, build, "build", "(d, calibrate) -> nn.Module", replace)
     spec = Regularizer(name, build, description, detects, gaussianizes)
     REGULARIZERS[name] = spec
     return spec
