@@ -4,12 +4,20 @@ A calibrated loss reports :math:`z = (c - m) / s`, where m and s are the mean an
 deviation of the statistic c over batches drawn from N(0, I) at the batch's own (N, d). Several
 components are combined as :math:`(\sum_c w_c z_c) / s_{total}`, with
 :math:`s_{total}^2 = w^\top R w` and R the null correlation matrix of the z's, so that the total
-is itself ~ mean 0, sd 1 under the null (DESIGN 3.6).
+is itself ~ mean 0, sd 1 under the null (docs/theory.md, "Calibration: the closed-form null").
 
-Null moments come from :func:`monte_carlo_null` (a fixed seed, vectorized over draws) unless a
-statistic provides them in closed form. Results are cached in memory per (statistic
-configuration, N, d): the first batch of a new shape pays for calibration, later ones do not.
-:func:`set_disk_cache` also keeps them on disk across processes.
+This module is the one place where that happens:
+
+- :class:`NullStats` holds a null law's mean, sd and correlation, and forms the calibrated total
+  (:meth:`NullStats.total`);
+- :func:`monte_carlo_null` is the one Monte-Carlo routine (a fixed seed, vectorized over draws),
+  used by every statistic without a closed form and by :func:`latentshape.check`;
+- :func:`cached_null_stats` is the one cache, in memory per (statistic configuration, N, d) and,
+  with :func:`set_disk_cache`, on disk across processes.
+
+Every batch statistic asks for its null through
+:meth:`latentshape.statistic.BatchStatistic.null_stats`, which tries the statistic's closed form
+first and falls back to :func:`monte_carlo_null`.
 """
 
 from __future__ import annotations
@@ -26,28 +34,43 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-__all__ = ["NullStats", "monte_carlo_null", "cached_null_stats", "clear_null_cache", "set_disk_cache"]
+__all__ = [
+    "NullStats",
+    "monte_carlo_null",
+    "cached_null_stats",
+    "clear_null_cache",
+    "set_disk_cache",
+    "check_flag",
+    "check_null_samples",
+]
 
 
 @dataclass(frozen=True)
 class NullStats:
     """Null mean, standard deviation and correlation of C statistic components (float64, CPU).
 
+    ``samples`` is the number of Monte-Carlo batches behind the estimate (0 for a closed form);
+    ``draws``, when kept, holds those batches' raw values ``(R, C)``.
+
     >>> stats = NullStats.from_samples(torch.tensor([[0.0, 1.0], [2.0, 3.0], [4.0, 2.0]]))
     >>> stats.mean.tolist(), stats.std.tolist()
     ([2.0, 2.0], [2.0, 1.0])
     >>> stats.standardize(torch.tensor([4.0, 2.0])).tolist()
     [1.0, 0.0]
+    >>> total, z = stats.total(torch.tensor([4.0, 2.0]), torch.tensor([1.0, 0.0]))
+    >>> float(total)
+    1.0
     """
 
     mean: Tensor
     std: Tensor
     corr: Tensor
     samples: int
+    draws: Tensor | None = None
 
     @classmethod
-    def from_samples(cls, values: Tensor) -> "NullStats":
-        """Estimate from null draws of shape ``(R, C)``."""
+    def from_samples(cls, values: Tensor, keep_draws: bool = False) -> "NullStats":
+        """Estimate from null draws of shape ``(R, C)``; ``keep_draws`` stores them in :attr:`draws`."""
         values = values.detach().to("cpu", torch.float64)
         if values.dim() != 2 or values.shape[0] < 2:
             raise ValueError(f"need null samples of shape (R >= 2, C), got {tuple(values.shape)}")
@@ -58,7 +81,8 @@ class NullStats:
         std = torch.where(std > 0, std, torch.ones_like(std))
         z = (values - mean) / std
         corr = (z.T @ z) / (values.shape[0] - 1)
-        return cls(mean=mean, std=std, corr=corr, samples=int(values.shape[0]))
+        return cls(mean=mean, std=std, corr=corr, samples=int(values.shape[0]),
+                   draws=values if keep_draws else None)
 
     def standardize(self, values: Tensor) -> Tensor:
         """z-scores of raw values ``(..., C)``, in ``values``' dtype and device."""
@@ -67,37 +91,49 @@ class NullStats:
         return (values - mean) / std
 
     def combined_std(self, weights: Tensor) -> float:
-        """Null sd of the weighted sum of the components' z-scores."""
-        w = torch.as_tensor(weights, dtype=torch.float64)
+        """Null sd of the weighted sum of the components' z-scores, :math:`\\sqrt{w^T R w}`."""
+        w = torch.as_tensor(weights, dtype=torch.float64).cpu()
         variance = float(w @ self.corr @ w)
         return math.sqrt(variance) if variance > 0 else 1.0
+
+    def total(self, values: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The calibrated total and the components' z-scores of raw values ``(..., C)``.
+
+        :math:`\mathrm{total} = (\sum_c w_c z_c) / \sqrt{w^\top R w}`: mean ~0 and sd ~1 under the
+        null. Returns ``(total (...), z (..., C))`` in ``values``' dtype.
+        """
+        z = self.standardize(values)
+        w = torch.as_tensor(weights, dtype=values.dtype).to(values.device)
+        return (z * w).sum(dim=-1) / self.combined_std(w), z
 
 
 def monte_carlo_null(
     statistic: Callable[[Tensor], Tensor],
     n: int,
     d: int,
+    *,
     samples: int = 512,
     seed: int = 0,
     device: torch.device | str = "cpu",
     max_elements: int = 1 << 24,
     description: str = "calibrating",
     dtype: torch.dtype = torch.float64,
+    keep_draws: bool = False,
 ) -> NullStats:
     """Null moments of ``statistic`` at (N, d) from ``samples`` batches drawn from N(0, I).
 
     ``statistic`` maps a tensor ``(R, N, d)`` of ``dtype`` (float64 by default; float32 halves the
     cost where Monte-Carlo error dominates rounding) to raw values ``(R, C)`` (or ``(R,)``).
     Draws are made in chunks of at most ``max_elements`` numbers from a generator seeded with
-    ``seed``: the same arguments give the same result. A progress bar appears if calibration
-    runs longer than two seconds.
+    ``seed``: the same arguments give the same batches, whatever the statistic. A progress bar
+    appears if calibration runs longer than two seconds. ``keep_draws`` keeps the raw values in
+    :attr:`NullStats.draws` (for empirical p-values).
 
     >>> stats = monte_carlo_null(lambda x: x.mean(dim=(-2, -1)), n=10, d=3, samples=4000)
     >>> abs(float(stats.mean)) < 0.01, abs(float(stats.std) * 30 ** 0.5 - 1) < 0.05
     (True, True)
     """
-    if samples < 2:
-        raise ValueError(f"calibration needs at least 2 null samples, got {samples}")
+    samples = check_null_samples(samples, minimum=2)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     per_chunk = max(1, min(samples, max_elements // max(1, n * d)))
     outputs: list[Tensor] = []
@@ -113,7 +149,21 @@ def monte_carlo_null(
             outputs.append(value.reshape(r, -1).to("cpu", torch.float64))
             done += r
             bar.update(r)
-    return NullStats.from_samples(torch.cat(outputs, dim=0))
+    return NullStats.from_samples(torch.cat(outputs, dim=0), keep_draws=keep_draws)
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` if it is exactly True or False, else a ``ValueError`` naming the option."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def check_null_samples(value: object, minimum: int = 16) -> int:
+    """The number of Monte-Carlo null batches as an int >= ``minimum``, else a ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+        raise ValueError(f"null_samples must be an integer >= {minimum}, got {value!r}")
+    return int(value)
 
 
 _CACHE: dict[Hashable, NullStats] = {}
@@ -122,7 +172,7 @@ _DISK_CACHE: Path | None = Path(os.environ["LATENTSHAPE_CACHE_DIR"]) if os.envir
 
 
 def set_disk_cache(directory: str | Path | None | bool = True) -> Path | None:
-    """Also keep calibrations on disk, so that later processes skip Monte-Carlo for known shapes.
+    """Also keep Monte-Carlo calibrations on disk, so that later processes skip them for known shapes.
 
     ``True`` uses ``$XDG_CACHE_HOME/latentshape`` (``~/.cache/latentshape``); a path uses that
     directory; ``None``/``False`` turns the disk cache off (the default, unless the environment
@@ -150,23 +200,28 @@ def _load(path: Path | None) -> NullStats | None:
         return None
     try:
         fields = torch.load(path, weights_only=True)
-        return NullStats(mean=fields["mean"], std=fields["std"], corr=fields["corr"], samples=int(fields["samples"]))
+        return NullStats(mean=fields["mean"], std=fields["std"], corr=fields["corr"],
+                         samples=int(fields["samples"]), draws=fields.get("draws"))
     except Exception:  # a corrupt or foreign file is recomputed, never trusted
         return None
 
 
 def _store(path: Path | None, stats: NullStats) -> None:
-    if path is None:
+    if path is None or stats.samples == 0:  # closed forms cost milliseconds: not worth a file
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
-        torch.save({"mean": stats.mean, "std": stats.std, "corr": stats.corr, "samples": stats.samples}, partial)
+        fields = {"mean": stats.mean, "std": stats.std, "corr": stats.corr, "samples": stats.samples}
+        if stats.draws is not None:
+            fields["draws"] = stats.draws
+        torch.save(fields, partial)
         os.replace(partial, path)  # atomic: concurrent processes never read half a file
     except OSError:
         pass  # the cache is an optimization; an unwritable directory must not break training
 
 
+@torch.compiler.disable  # plain Python lookups: run eagerly, never traced or guarded on
 def cached_null_stats(key: Hashable, compute: Callable[[], NullStats]) -> NullStats:
     """Return the cached :class:`NullStats` for ``key``, computing it once with ``compute()``.
 
@@ -186,6 +241,6 @@ def cached_null_stats(key: Hashable, compute: Callable[[], NullStats]) -> NullSt
 
 
 def clear_null_cache() -> None:
-    """Forget every calibration cached in memory (the disk cache, if any, is left alone)."""
+    """Forget every null law cached in memory (the disk cache, if any, is left alone)."""
     with _LOCK:
         _CACHE.clear()

@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from ._validation import count_nonfinite_rows
+from .validation import count_nonfinite_rows
 
 __all__ = [
     "is_distributed",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from .gaussian.kl import gaussian_kl_diag, gaussian_kl_full
 from .gaussian.mmd import gaussian_mmd
 from .gaussian.moment_matching import moment_matching_loss
-from .gaussian.moments import moment_penalty
+from .gaussian.moment_penalties import moment_penalty
 from .gaussian.sigreg import sigreg_statistic
 from .gaussian.sliced import sliced_wasserstein_gaussian
 # uniform interval

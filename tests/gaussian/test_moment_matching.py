@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from latentshape.gaussian.moment_matching import MomentMatchingLoss, moment_matching_loss
-from latentshape.gaussian.moments import MOMENT_PENALTIES, moment_penalty
+from latentshape.gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
 
 
 def _loop_loss(x: np.ndarray, alpha: float, gamma: float, mean: np.ndarray, cov: np.ndarray) -> float:

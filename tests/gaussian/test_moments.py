@@ -11,7 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from latentshape.gaussian.moments import MOMENT_PENALTIES, covariance_eigenvalues, moment_penalty
+from latentshape.gaussian.moment_penalties import MOMENT_PENALTIES, covariance_eigenvalues, moment_penalty
 
 
 def _loop_moments(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from scipy import integrate, stats
 from scipy.linalg import eigvalsh_tridiagonal
 
-from latentshape.gaussian.moments import MOMENT_PENALTIES, gaussian_fit_penalty, moment_penalty
-from latentshape.gaussian.null_moments import _linear_spectral_moments, moment_null_moments
+from latentshape.gaussian.moment_penalties import MOMENT_PENALTIES, gaussian_fit_penalty, moment_penalty
+from latentshape.gaussian.moment_penalty_null import _linear_spectral_moments, moment_null_moments
 
 MEAN_TOLERANCE = 0.05  # in null sd
 SD_TOLERANCE = 0.03  # relative

@@ -125,7 +125,7 @@ def test_tiny_training_lowers_reconstruction_error_and_wristband_total() -> None
     data = torch.tensor(sklearn_datasets.load_digits().data[:300] / 16.0, dtype=torch.float32)
     torch.manual_seed(0)
     model = GaussianAutoencoder(64, 4, context_dim=2, context_features=BOTTOM, hidden=64)
-    loss_fn = WristbandLoss(calibration_samples=128)
+    loss_fn = WristbandLoss(null_samples=128)
     with torch.no_grad():
         error_before, total_before = reconstruction_error(model, data), float(loss_fn(model.encode(data)))
     history = train_autoencoder(model, data, epochs=40, batch_size=100, gaussian_weight=0.05, latent_noise=0.2,
@@ -144,6 +144,6 @@ def test_training_is_deterministic_given_the_seed() -> None:
     for _ in range(2):
         model = _model()
         train_autoencoder(model, data, epochs=2, batch_size=32, latent_noise=0.1, progress=False,
-                          regularizer=WristbandLoss(calibration_samples=32))
+                          regularizer=WristbandLoss(null_samples=32))
         runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(runs[0], runs[1])

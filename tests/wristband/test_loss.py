@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from latentshape import WristbandLoss
 from latentshape.functional import wristband_components, wristband_energy
-from latentshape.gaussian.moments import MOMENT_PENALTIES
+from latentshape.gaussian.moment_penalties import MOMENT_PENALTIES
 from latentshape.wristband import WristbandConfig
 
 
@@ -21,7 +21,7 @@ def null_batches(count, n, d, seed=12345, dtype=torch.float32):
         (dict(), 128, 4),
         (dict(average="per_point"), 128, 4),
         (dict(degree=1, lambda_ang=0.5), 96, 16),
-        (dict(method="pairwise", calibration_samples=512), 48, 3),
+        (dict(method="pairwise", null_samples=512), 48, 3),
     ],
 )
 def test_total_is_standardized_under_the_null(options, n, d):
@@ -129,7 +129,7 @@ def test_extreme_scales_give_finite_nonzero_gradients(d, mean_square, method):
 
 def test_large_dimension_float32_is_finite_and_calibrated():
     x = torch.randn(48, 4096, generator=torch.Generator().manual_seed(0)).requires_grad_()
-    loss_fn = WristbandLoss(calibration_samples=64)
+    loss_fn = WristbandLoss(null_samples=64)
     parts = loss_fn.components(x)
     parts.total.backward()
     assert all(torch.isfinite(p) for p in parts)
@@ -173,7 +173,7 @@ def test_uncalibrated_components_are_the_raw_functional_values():
 
 @pytest.mark.parametrize("moment", MOMENT_PENALTIES)
 def test_every_moment_penalty_runs_calibrated(moment):
-    loss_fn = WristbandLoss(moment=moment, calibration_samples=64)
+    loss_fn = WristbandLoss(moment=moment, null_samples=64)
     assert abs(float(loss_fn(torch.randn(64, 4)))) < 6
     assert float(loss_fn(torch.randn(64, 4) * 2 + 1)) > 10
 

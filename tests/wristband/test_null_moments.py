@@ -59,7 +59,8 @@ from hypothesis import strategies as st  # noqa: E402
 
 from latentshape import WristbandLoss  # noqa: E402
 from latentshape.calibration import monte_carlo_null  # noqa: E402
-from latentshape.wristband import loss as loss_module  # noqa: E402
+import latentshape.statistic as statistic_module  # noqa: E402
+from latentshape.calibration import clear_null_cache  # noqa: E402
 from latentshape.wristband._radial_null_table import FIT_FROM, TABLE  # noqa: E402
 from latentshape.wristband.components import raw_components  # noqa: E402
 from latentshape.wristband.null_moments import (  # noqa: E402
@@ -154,7 +155,8 @@ def test_global_spectral_loss_calibrates_without_monte_carlo(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("Monte-Carlo calibration on the global spectral path")
 
-    monkeypatch.setattr(loss_module, "monte_carlo_null", forbidden)
+    monkeypatch.setattr(statistic_module, "monte_carlo_null", forbidden)
+    clear_null_cache()
     x = torch.randn(3000, 300, generator=torch.Generator().manual_seed(0))
     parts = WristbandLoss().components(x)
     assert abs(float(parts.total)) < 5
@@ -166,14 +168,15 @@ def test_global_spectral_loss_calibrates_without_monte_carlo(monkeypatch):
 
 def test_moment_without_closed_form_falls_back_to_monte_carlo(monkeypatch):
     calls = []
-    real = loss_module.monte_carlo_null
+    real = statistic_module.monte_carlo_null
 
     def counting(*args, **kwargs):
         calls.append(args[1:3])
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(loss_module, "monte_carlo_null", counting)
-    stats = WristbandLoss(moment="jeff_full", calibration_samples=32).null_stats(8, 6)  # N - 1 <= d + 3
+    monkeypatch.setattr(statistic_module, "monte_carlo_null", counting)
+    clear_null_cache()
+    stats = WristbandLoss(moment="jeff_full", null_samples=32).null_stats(8, 6)  # N - 1 <= d + 3
     assert calls == [(8, 6)] and stats.samples == 32
 
 

@@ -24,18 +24,15 @@ use all rows. The verdict controls the family-wise error rate with Holm's step-d
 
 from __future__ import annotations
 
-import copy
 import math
-import threading
-from typing import Hashable
 
 import numpy as np
 import scipy.stats
 import torch
 from torch import Tensor
 
-from .._validation import as_embeddings
-from ..calibration import NullStats
+from ..validation import as_embeddings
+from ..calibration import cached_null_stats, monte_carlo_null
 from ..wristband import WristbandLoss
 from .report import Report, TestResult
 from .statistics import (
@@ -50,15 +47,11 @@ from .statistics import (
     null_p_value,
 )
 
-__all__ = ["check", "MIN_POINTS", "clear_check_cache"]
+__all__ = ["check", "MIN_POINTS"]
 
 MIN_POINTS = 8
 _PLOT_ROWS = 20000
 _MAX_DRAW_ELEMENTS = 1 << 22
-_COMPONENTS = ("rep", "rad", "ang", "mom")
-
-_NULL_CACHE: dict[Hashable, tuple[np.ndarray, np.ndarray]] = {}
-_LOCK = threading.Lock()
 
 
 def check(
@@ -76,7 +69,8 @@ def check(
         x: a tensor or array of shape (N, d), N >= 8, finite.
         wristband: the :class:`~latentshape.wristband.WristbandLoss` whose configuration
             defines the wristband statistics (default: ``WristbandLoss()``). Its z-scores in the
-            report are calibrated on the same null draws as its p-value, so the two agree.
+            report are the loss's own (``wristband.components(x)`` on the same rows), and its
+            p-value comes from null batches standardized the same way, so the two agree.
         null_samples: Monte-Carlo null batches at (N, d) (cached per shape and seed). Each
             Monte-Carlo p-value is empirical within their range, a fitted (Pearson III) tail beyond.
         seed: seed of the null draws and of the subsample.
@@ -115,21 +109,10 @@ def check(
     m = subsample.shape[0]
     if not 1 <= neighbors < m:
         raise ValueError(f"neighbors must be in [1, {m - 1}], got {neighbors}")
-    null_wristband, null_fit = _null_draws(wristband, m, d, null_samples, seed, neighbors)
+    wristband_parts, null_total, null_fit = _wristband_and_null(wristband, subsample, null_samples, seed, neighbors)
     null_label = f"MC {null_samples} @ ({m}, {d})"
-
-    # Wristband: z-scores and null totals from the same draws, combined as in WristbandLoss.
-    raw_loss = copy.copy(wristband)
-    raw_loss.calibrate = False
-    observed_raw = torch.stack(list(raw_loss.components(subsample))[1:]).reshape(1, -1)
-    null_stats = NullStats.from_samples(torch.from_numpy(null_wristband))
-    weights = torch.tensor(wristband.weights, dtype=torch.float64)
-    scale = null_stats.combined_std(weights)
-    observed_z = null_stats.standardize(observed_raw)[0]
-    observed_total = float((observed_z * weights).sum()) / scale
-    null_total = ((null_stats.standardize(torch.from_numpy(null_wristband)) * weights).sum(dim=-1) / scale).numpy()
-    wristband_parts = {"total": observed_total} | {name: float(v) for name, v in zip(_COMPONENTS, observed_z)}
-    largest = max((name for name, w in zip(_COMPONENTS, wristband.weights) if w > 0),
+    observed_total = wristband_parts["total"]
+    largest = max((name for name, w in zip(wristband.component_names, wristband.weights) if w > 0),
                   key=lambda name: wristband_parts[name])
     wristband_detail = "z-score, ~N(0, 1)-scaled under H0"
     if observed_total > 3:
@@ -217,33 +200,30 @@ def _validated(x: Tensor | np.ndarray) -> Tensor:
     return batch.to(torch.float64)
 
 
-def _null_draws(wristband: WristbandLoss, n: int, d: int, samples: int, seed: int,
-                neighbors: int) -> tuple[np.ndarray, np.ndarray]:
-    """Raw wristband components ``(R, 4)`` and Gaussian-fit statistics ``(R, 4)`` of R batches from N(0, I)."""
-    raw_loss = copy.copy(wristband)
-    raw_loss.calibrate = False
-    key = ("check", wristband.config, n, d, samples, seed, neighbors)
-    with _LOCK:
-        hit = _NULL_CACHE.get(key)
-    if hit is not None:
-        return hit
-    generator = torch.Generator().manual_seed(seed)
-    per_chunk = max(1, min(samples, _MAX_DRAW_ELEMENTS // (n * max(n, d))))
-    wristband_parts, fit_parts = [], []
-    done = 0
-    with torch.no_grad():
-        while done < samples:
-            r = min(per_chunk, samples - done)
-            draws = torch.randn(r, n, d, generator=generator, dtype=torch.float64)
-            wristband_parts.append(torch.stack(list(raw_loss.components(draws))[1:], dim=-1).numpy())
-            fit_parts.append(torch.stack(list(gaussian_fit_statistics(draws, k=neighbors)), dim=-1).numpy())
-            done += r
-    result = (np.concatenate(wristband_parts), np.concatenate(fit_parts))
-    with _LOCK:
-        return _NULL_CACHE.setdefault(key, result)
+def _wristband_and_null(wristband: WristbandLoss, batch: Tensor, samples: int, seed: int,
+                        neighbors: int) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """The wristband's calibrated parts of ``batch`` (from the loss's own null, so they equal
+    ``wristband.components(batch)``), its null totals, and the Gaussian-fit statistics of R null batches.
 
+    The null batches come from the one Monte-Carlo routine and cache of :mod:`latentshape.calibration`;
+    their wristband components are standardized with the same null as the observed batch, so the
+    empirical p-value and the z-score agree.
+    """
+    n, d = batch.shape
+    weights = torch.tensor(wristband.weights, dtype=torch.float64)
+    stats = wristband.null_stats(n, d)
+    observed_total, observed_z = stats.total(wristband.raw(batch).to(torch.float64), weights)
+    parts = {"total": float(observed_total)} | dict(zip(wristband.component_names, observed_z.tolist()))
+    size = len(wristband.component_names)
+    wristband_raw = wristband.null_draw_function()
 
-def clear_check_cache() -> None:
-    """Forget the cached null draws of :func:`check`."""
-    with _LOCK:
-        _NULL_CACHE.clear()
+    def draw_statistics(draws: Tensor) -> Tensor:
+        fit = torch.stack(list(gaussian_fit_statistics(draws, k=neighbors)), dim=-1)
+        return torch.cat([wristband_raw(draws).to(torch.float64), fit.to(torch.float64)], dim=-1)
+
+    key = ("check", wristband._config(d), n, d, samples, seed, neighbors)
+    null = cached_null_stats(key, lambda: monte_carlo_null(
+        draw_statistics, n, d, samples=samples, seed=seed, max_elements=_MAX_DRAW_ELEMENTS * d // max(n, d),
+        description="check null", keep_draws=True))
+    null_total = stats.total(null.draws[:, :size], weights)[0].numpy()
+    return parts, null_total, null.draws[:, size:].numpy()

@@ -9,7 +9,7 @@ from .adversarial import ADVERSARIAL_KINDS, AdversarialPrior, default_critic
 from .kl import GaussianKL, gaussian_kl_diag, gaussian_kl_full, reparameterize, reparameterize_full
 from .mmd import GaussianMMD, gaussian_kernel_means, gaussian_mmd
 from .moment_matching import MOMENT_MATCHING_PENALTIES, MomentMatchingLoss, moment_matching_loss
-from .moments import MOMENT_PENALTIES, moment_penalty
+from .moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .sigreg import SIGReg, epps_pulley, sigreg_statistic
 from .sliced import SlicedWassersteinGaussian, gaussian_quantiles, sliced_wasserstein_gaussian
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from .._validation import as_embeddings
+from ..validation import as_embeddings
 
 __all__ = ["ADVERSARIAL_KINDS", "default_critic", "AdversarialPrior"]
 

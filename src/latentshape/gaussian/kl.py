@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_embeddings
+from ..validation import as_embeddings
 
 __all__ = ["gaussian_kl_diag", "gaussian_kl_full", "reparameterize", "reparameterize_full", "GaussianKL"]
 

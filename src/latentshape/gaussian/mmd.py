@@ -33,7 +33,7 @@ from typing import Hashable, Sequence
 import torch
 from torch import Tensor
 
-from ._statistic import BatchStatisticLoss
+from ..statistic import BatchStatistic
 
 __all__ = ["DEFAULT_RELATIVE_BANDWIDTHS", "default_bandwidths", "gaussian_kernel_means", "gaussian_mmd", "GaussianMMD"]
 
@@ -102,7 +102,7 @@ def gaussian_mmd(x: Tensor, bandwidths: Sequence[float], unbiased: bool = True) 
     return total
 
 
-class GaussianMMD(BatchStatisticLoss):
+class GaussianMMD(BatchStatistic):
     r"""Squared maximum mean discrepancy to N(0, I) with Gaussian kernels and closed-form Gaussian side.
 
     :math:`\sum_s \mathrm{MMD}^2_s` with :math:`k_s(x, y) = \exp(-\|x - y\|^2 / (2 s^2))`; the
@@ -128,13 +128,15 @@ class GaussianMMD(BatchStatisticLoss):
 
     def __init__(
         self,
+        *,
         bandwidths: Sequence[float] | None = None,
         unbiased: bool = True,
-        calibrate: bool = False,
+        calibrate: bool = True,
         null_samples: int = 512,
+        null_seed: int = 0,
         distributed: bool = False,
     ) -> None:
-        super().__init__(calibrate=calibrate, null_samples=null_samples, distributed=distributed)
+        super().__init__(calibrate=calibrate, null_samples=null_samples, null_seed=null_seed, distributed=distributed)
         if bandwidths is not None:
             bandwidths = tuple(float(s) for s in bandwidths)
             if len(bandwidths) == 0:
@@ -159,4 +161,4 @@ class GaussianMMD(BatchStatisticLoss):
 
     def extra_repr(self) -> str:
         widths = "sqrt(d) * " + str(DEFAULT_RELATIVE_BANDWIDTHS) if self.bandwidths is None else str(self.bandwidths)
-        return f"bandwidths={widths}, unbiased={self.unbiased}, calibrate={self.calibrate}"
+        return f"bandwidths={widths}, unbiased={self.unbiased}, {self._flags_repr()}"

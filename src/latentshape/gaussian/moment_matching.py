@@ -9,7 +9,7 @@ N(mu, Sigma) (default N(0, I)):
     L_M = \alpha \|\mu - \hat\mu\|^2 + \gamma \|\Sigma - \hat\Sigma\|_F^2 .
 
 The same module also offers the shared moment penalties of
-:func:`latentshape.gaussian.moments.moment_penalty` (``w2``, ``kl_diag``, ``kl_full``,
+:func:`latentshape.gaussian.moment_penalties.moment_penalty` (``w2``, ``kl_diag``, ``kl_full``,
 ``jeff_diag``, ``jeff_full``, ``mu_only``) through ``penalty=``, so that each penalty has exactly
 one implementation, used here and by the wristband loss. Moments see only the first two moments:
 any distribution with mean 0 and covariance I (e.g. the standardized X shape) scores like N(0, I).
@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from ..distributed import GlobalBatch, all_gather_rows, is_distributed
-from ._statistic import BatchStatisticLoss, tensor_digest
-from .moments import MOMENT_PENALTIES, _global_count_and_mean, _shifted_moments, moment_penalty
+from ..statistic import BatchStatistic, tensor_digest
+from .moment_penalties import MOMENT_PENALTIES, _global_count_and_mean, _shifted_moments, moment_penalty
 
 __all__ = ["MOMENT_MATCHING_PENALTIES", "moment_matching_loss", "MomentMatchingLoss"]
 
@@ -49,7 +49,7 @@ def moment_matching_loss(
 
     ``distributed=True`` under an initialized ``torch.distributed`` process group: the loss of the
     concatenation of every rank's batch, from all-reduced sums (float64; see
-    :func:`~latentshape.gaussian.moments.global_moments`), or from the all-gathered rows when the
+    :func:`~latentshape.gaussian.moment_penalties.global_moments`), or from the all-gathered rows when the
     identity target meets d > N_global.
 
     >>> x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
@@ -95,7 +95,7 @@ def _global_moment_matching_loss(
     return value.to(x.dtype)
 
 
-class MomentMatchingLoss(BatchStatisticLoss):
+class MomentMatchingLoss(BatchStatistic):
     r"""Moment matching to a Gaussian target: :math:`\alpha \|\mu - \hat\mu\|^2 + \gamma \|\Sigma - \hat\Sigma\|_F^2`.
 
     Args:
@@ -106,7 +106,7 @@ class MomentMatchingLoss(BatchStatisticLoss):
         penalty: ``"frobenius"`` (default, the formula above) or one of the shared moment
             penalties against N(0, I) -- ``"w2"``, ``"kl_diag"``, ``"kl_full"``, ``"jeff_diag"``,
             ``"jeff_full"``, ``"mu_only"`` -- computed by
-            :func:`~latentshape.gaussian.moments.moment_penalty` (they are normalized by d and take
+            :func:`~latentshape.gaussian.moment_penalties.moment_penalty` (they are normalized by d and take
             no weights or targets: leave ``alpha``, ``gamma``, ``mean``, ``cov`` at their defaults).
         calibrate: return a z-score against the statistic's law for batches drawn from the target
             at the batch's (N, d).
@@ -126,16 +126,18 @@ class MomentMatchingLoss(BatchStatisticLoss):
 
     def __init__(
         self,
+        *,
         alpha: float = 1.0,
         gamma: float = 1.0,
         mean: Tensor | None = None,
         cov: Tensor | None = None,
         penalty: PenaltyKind = "frobenius",
-        calibrate: bool = False,
+        calibrate: bool = True,
         null_samples: int = 512,
+        null_seed: int = 0,
         distributed: bool = False,
     ) -> None:
-        super().__init__(calibrate=calibrate, null_samples=null_samples, distributed=distributed)
+        super().__init__(calibrate=calibrate, null_samples=null_samples, null_seed=null_seed, distributed=distributed)
         if penalty not in MOMENT_MATCHING_PENALTIES:
             raise ValueError(f"unknown penalty {penalty!r}; choose one of {', '.join(MOMENT_MATCHING_PENALTIES)}")
         for name, weight in (("alpha", alpha), ("gamma", gamma)):
@@ -186,7 +188,7 @@ class MomentMatchingLoss(BatchStatisticLoss):
 
     def extra_repr(self) -> str:
         targets = "N(0, I)" if self.mean is None and self.cov is None else "custom"
-        return f"penalty={self.penalty!r}, alpha={self.alpha}, gamma={self.gamma}, target={targets}, calibrate={self.calibrate}"
+        return f"penalty={self.penalty!r}, alpha={self.alpha}, gamma={self.gamma}, target={targets}, {self._flags_repr()}"
 
 
 def _checked_targets(mean: Tensor | None, cov: Tensor | None) -> tuple[Tensor | None, Tensor | None]:

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ..distributed import GlobalBatch, all_reduce_sum
-from ._statistic import RandomSlicingLoss
+from .slicing import RandomSlicingLoss
 
 __all__ = ["epps_pulley_quadrature", "epps_pulley", "sigreg_statistic", "SIGReg"]
 
@@ -147,16 +147,18 @@ class SIGReg(RandomSlicingLoss):
 
     def __init__(
         self,
+        *,
         slices: int = 256,
         t_max: float = 3.0,
         points: int = 17,
         seed: int = 0,
-        calibrate: bool = False,
+        calibrate: bool = True,
         null_samples: int = 512,
+        null_seed: int = 0,
         distributed: bool = False,
     ) -> None:
         super().__init__(slices=slices, seed=seed, calibrate=calibrate, null_samples=null_samples,
-                         distributed=distributed)
+                         null_seed=null_seed, distributed=distributed)
         if not (float(t_max) > 0 and float(t_max) < float("inf")):
             raise ValueError(f"t_max must be a positive finite number, got {t_max!r}")
         if int(points) != points or points < 2:
@@ -181,4 +183,4 @@ class SIGReg(RandomSlicingLoss):
         return n * self.slices * (self.points // 2 + 1) + n * d
 
     def extra_repr(self) -> str:
-        return f"slices={self.slices}, t_max={self.t_max}, points={self.points}, seed={self.seed}, calibrate={self.calibrate}"
+        return f"slices={self.slices}, t_max={self.t_max}, points={self.points}, seed={self.seed}, {self._flags_repr()}"

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from ..distributed import GlobalBatch, all_gather_rows
-from ._statistic import RandomSlicingLoss
+from .slicing import RandomSlicingLoss
 
 __all__ = ["gaussian_quantiles", "sliced_wasserstein_gaussian", "SlicedWassersteinGaussian"]
 
@@ -94,14 +94,16 @@ class SlicedWassersteinGaussian(RandomSlicingLoss):
 
     def __init__(
         self,
+        *,
         slices: int = 256,
         seed: int = 0,
-        calibrate: bool = False,
+        calibrate: bool = True,
         null_samples: int = 512,
+        null_seed: int = 0,
         distributed: bool = False,
     ) -> None:
         super().__init__(slices=slices, seed=seed, calibrate=calibrate, null_samples=null_samples,
-                         distributed=distributed)
+                         null_seed=null_seed, distributed=distributed)
 
     def _evaluate(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
         return sliced_wasserstein_gaussian(x, self.directions(x, generator))

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .._validation import _compiling, compute_dtype
+from ..validation import is_compiling, compute_dtype
 
 __all__ = ["kde_log_density", "kde_cross_entropy", "quadrature_rule", "KDECrossEntropy"]
 
@@ -93,7 +93,7 @@ def _check_logits(logits: Tensor) -> Tensor:
         raise TypeError(f"logits must have a floating dtype, got {logits.dtype}")
     if logits.dim() < 1 or logits.shape[-1] < 1:
         raise ValueError(f"logits must have shape (..., M) with M >= 1, got {tuple(logits.shape)}")
-    if not _compiling():
+    if not is_compiling():
         # -inf is allowed (it masks a location); NaN, +inf and all -inf rows are not.
         if bool(torch.isnan(logits).any()) or bool((logits == math.inf).any()):
             raise ValueError("logits contain NaN or +inf")
@@ -108,7 +108,7 @@ def _as_tensor(value: float | Tensor, name: str, like: Tensor) -> Tensor:
     if tensor.is_complex() or tensor.dtype == torch.bool:
         raise TypeError(f"{name} must be real numbers, got dtype {tensor.dtype}")
     tensor = tensor.to(device=like.device, dtype=like.dtype)
-    if not _compiling() and not bool(torch.isfinite(tensor).all()):
+    if not is_compiling() and not bool(torch.isfinite(tensor).all()):
         raise ValueError(f"{name} contains NaN or Inf")
     return tensor
 
@@ -208,7 +208,7 @@ def kde_cross_entropy(
     values = _check_logits(logits)
     low_tensor = _as_tensor(low, "low", values)
     high_tensor = _as_tensor(high, "high", values)
-    if not _compiling() and not bool((high_tensor > low_tensor).all()):
+    if not is_compiling() and not bool((high_tensor > low_tensor).all()):
         raise ValueError("need low < high for every row of the target interval")
     nodes = nodes.to(device=values.device, dtype=values.dtype)
     at = low_tensor.unsqueeze(-1) + (high_tensor - low_tensor).unsqueeze(-1) * nodes  # (..., P)

@@ -9,8 +9,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_embeddings
-from ..sphere._geometry import normalize_rows, pairwise_squared_distances
+from ..validation import as_embeddings
+from ..geometry import normalize_rows, pairwise_squared_distances
 
 __all__ = [
     "pairwise_distances",

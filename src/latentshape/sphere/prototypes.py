@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._validation import _compiling, as_embeddings
-from ._geometry import normalize_rows
+from ..validation import is_compiling, as_embeddings
+from ..geometry import normalize_rows
 
 __all__ = [
     "fit_prototypes",
@@ -269,7 +269,7 @@ class PrototypeClassificationLoss(nn.Module):
             raise TypeError("labels must be an integer tensor of class indices")
         if labels.shape != cosines.shape[:-1]:
             raise ValueError(f"labels must have shape {tuple(cosines.shape[:-1])}, got {tuple(labels.shape)}")
-        if not _compiling() and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
+        if not is_compiling() and labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_classes):
             raise ValueError(f"labels must lie in [0, {self.num_classes}), got range [{int(labels.min())}, {int(labels.max())}]")
         target_cosines = cosines.gather(-1, labels.long().unsqueeze(-1)).squeeze(-1)
         return ((1.0 - target_cosines) ** 2).mean()
@@ -360,7 +360,7 @@ class PrototypeRegressionLoss(nn.Module):
         cosines = self.cosine_to_upper(features)
         if not isinstance(targets, Tensor) or targets.shape != cosines.shape:
             raise ValueError(f"targets must be a tensor of shape {tuple(cosines.shape)}")
-        if not _compiling() and not bool(torch.isfinite(targets).all()):
+        if not is_compiling() and not bool(torch.isfinite(targets).all()):
             raise ValueError("targets contain NaN or Inf")
         return ((cosines - self.target_cosine(targets.to(cosines.dtype))) ** 2).mean()
 

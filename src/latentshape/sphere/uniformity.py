@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_embeddings
-from ._geometry import check_unit_rows, normalize_rows
+from ..validation import as_embeddings
+from ..geometry import check_unit_rows, normalize_rows
 
 __all__ = ["uniformity_loss", "alignment_loss", "UniformityLoss", "AlignmentLoss"]
 

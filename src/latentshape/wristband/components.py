@@ -6,7 +6,7 @@ r"""Stateless wristband energy and raw loss components (DESIGN 3.3 and 3.5).
   minimized by the uniform law on the wristband, i.e. by x ~ N(0, I).
 - ``rad``: :func:`~latentshape.wristband.radial.radial_distance`.
 - ``ang``: :math:`\frac1\beta \log \overline{k_{ang}(u_i, u_j)}_{i \ne j}` (angular uniformity).
-- ``mom``: :func:`~latentshape.gaussian.moments.moment_penalty`.
+- ``mom``: :func:`~latentshape.gaussian.moment_penalties.moment_penalty`.
 
 The calibrated combination lives in :class:`~latentshape.wristband.loss.WristbandLoss`.
 
@@ -31,9 +31,9 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import as_embeddings, autocast_disabled
+from ..validation import as_embeddings, autocast_disabled
 from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_batch, is_distributed
-from ..gaussian.moments import MOMENT_PENALTIES, moment_penalty
+from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .kernel import default_alpha, pairwise_row_sums
 from .map import wristband_map
 from .radial import radial_distance
@@ -48,7 +48,15 @@ from .spectral import (
 )
 from .fused import fused_spectral_sums
 
-__all__ = ["WristbandConfig", "WristbandComponents", "wristband_energy", "wristband_components", "raw_components"]
+__all__ = [
+    "COMPONENT_NAMES",
+    "WristbandConfig",
+    "WristbandComponents",
+    "wristband_energy",
+    "wristband_components",
+    "raw_components",
+    "raw_component_batch",
+]
 
 Method = Literal["spectral", "pairwise"]
 Average = Literal["global", "per_point"]
@@ -147,8 +155,12 @@ def _all_reduce_sums(sums: SpectralSums) -> SpectralSums:
     return SpectralSums(*(summed.reshape(part.shape) for summed, part in zip(total, sums)))
 
 
+COMPONENT_NAMES = ("rep", "rad", "ang", "mom")
+
+
 def raw_components(x: Tensor, config: WristbandConfig, distributed: bool = False) -> Tensor:
-    """Raw ``(rep, rad, ang, mom)`` stacked on the last axis, shape ``(B, 4)``, for ``(B, N, d)`` input.
+    """Raw ``(rep, rad, ang, mom)`` stacked on the last axis, shape ``x.shape[:-2] + (4,)``, for a
+    batch ``x`` ``(..., N, d)`` (validated here).
 
     Always float64 (gradients flow back to ``x`` in its own dtype): under N(0, I) the components
     fluctuate by O(1/N) around O(1) values, below float32 resolution at N ~ 1e6, and calibration
@@ -157,14 +169,19 @@ def raw_components(x: Tensor, config: WristbandConfig, distributed: bool = False
     ``distributed=True`` with an initialized process group: the components of the global batch
     (module docstring); otherwise of ``x`` alone.
     """
-    rows = global_batch(x) if distributed and is_distributed() else None
-    return _raw_components(x, config, rows)
+    active = distributed and is_distributed()
+    x = as_embeddings(x, check_finite=False, min_points=0) if active else as_embeddings(x)
+    return raw_component_batch(x, config, global_batch(x) if active else None)
 
 
-def _raw_components(x: Tensor, config: WristbandConfig, rows: GlobalBatch | None) -> Tensor:
+def raw_component_batch(x: Tensor, config: WristbandConfig, rows: GlobalBatch | None) -> Tensor:
+    """:func:`raw_components` of an already validated batch ``(..., N, d)`` (``rows``: every rank's N
+    when the components are those of the global batch)."""
+    leading = tuple(x.shape[:-2])
+    batch = x.reshape((math.prod(leading),) + tuple(x.shape[-2:]))  # explicit: N may be 0
     per_point = config.average == "per_point"
-    with autocast_disabled(x.device):
-        energy, angular_mean, cdf, score = _kernel_sums(x, config, per_point, rows)
+    with autocast_disabled(batch.device):
+        energy, angular_mean, cdf, score = _kernel_sums(batch, config, per_point, rows)
         energy, angular_mean = energy.to(torch.float64), angular_mean.to(torch.float64)
         tiny = torch.finfo(energy.dtype).tiny
         # Truncated expansions are not positive-definite pointwise; clamp keeps log finite.
@@ -173,8 +190,8 @@ def _raw_components(x: Tensor, config: WristbandConfig, rows: GlobalBatch | None
         ang = torch.log(angular_mean.clamp_min(tiny)) / config.beta
         rad = radial_distance(cdf, score).to(torch.float64)
         # float32 output suffices: mom's null sd is >= 1e-4 of its mean, unlike rep's and ang's
-        mom = moment_penalty(x, config.moment, distributed=rows is not None).to(torch.float64)
-        return torch.stack([rep, rad, ang, mom], dim=-1)
+        mom = moment_penalty(batch, config.moment, distributed=rows is not None).to(torch.float64)
+        return torch.stack([rep, rad, ang, mom], dim=-1).reshape(leading + (4,))
 
 
 def wristband_energy(
@@ -201,7 +218,9 @@ def wristband_energy(
     """
     config = WristbandConfig(method=method, degree=degree, k_modes=k_modes, beta=beta, alpha=alpha,
                              angular=angular, average=average)
-    batch, leading = _as_batch(x)
+    x = as_embeddings(x)
+    leading = tuple(x.shape[:-2])
+    batch = x.reshape((math.prod(leading),) + tuple(x.shape[-2:]))
     with autocast_disabled(batch.device):
         energy = _kernel_sums(batch, config, per_point=average == "per_point")[0].to(batch.dtype)
     return energy.reshape(leading + energy.shape[1:])
@@ -227,21 +246,8 @@ def wristband_components(
     (torch.Size([3]), torch.float32)
     """
     config = config or WristbandConfig()
-    active = distributed and is_distributed()
-    batch, leading = _as_batch(x, checks_on_global_batch=active)
-    rows = global_batch(batch) if active else None
-    raw = _raw_components(batch, config, rows).to(batch.dtype).reshape(leading + (4,))
-    rep, rad, ang, mom = raw.unbind(-1)
+    raw = raw_components(x, config, distributed=distributed)
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    rep, rad, ang, mom = raw.to(dtype).unbind(-1)
     total = rep + lambda_rad * rad + lambda_ang * ang + lambda_mom * mom
     return WristbandComponents(total, rep, rad, ang, mom)
-
-
-def _as_batch(x: Tensor, checks_on_global_batch: bool = False) -> tuple[Tensor, tuple[int, ...]]:
-    # Distributed: NaN/Inf rows and N >= 2 are checked on the global batch by global_batch(), so
-    # that a bad batch raises on every rank at once and a rank may hold fewer than 2 rows.
-    if checks_on_global_batch:
-        x = as_embeddings(x, check_finite=False, min_points=0)
-    else:
-        x = as_embeddings(x)
-    leading = tuple(x.shape[:-2])
-    return x.reshape((math.prod(leading),) + tuple(x.shape[-2:])), leading  # explicit: N may be 0

@@ -31,7 +31,7 @@ central moment :math:`8 \sum_j \mu_j^3 / N^3` ("triangle" terms) corrects it.
 
 **Other components.** rad: a function of N alone
 (:func:`~latentshape.wristband.radial.radial_null_moments`); mom:
-:func:`~latentshape.gaussian.null_moments.moment_null_moments`.
+:func:`~latentshape.gaussian.moment_penalty_null.moment_null_moments`.
 
 **Correlations (leading order in 1/N).** :func:`spectral_null_covariances`: every component is,
 to leading order, a degenerate V-statistic, and the covariance of two such is
@@ -305,7 +305,7 @@ def spectral_null_stats(config, n: int, d: int) -> NullStats:
     - rep = log(E) / beta: exact moments of E (:func:`spectral_energy_null_moments`), delta method;
     - rad: :func:`~latentshape.wristband.radial.radial_null_moments` (a function of N alone);
     - ang = log(A) / beta: exact moments of A (:func:`angular_mean_null_moments`), delta method;
-    - mom: :func:`~latentshape.gaussian.null_moments.moment_null_moments`;
+    - mom: :func:`~latentshape.gaussian.moment_penalty_null.moment_null_moments`;
     - correlations: :func:`spectral_null_covariances`, carried through the logs to first order.
 
     Raises ``ValueError`` where mom has no valid closed form (the caller then uses Monte-Carlo).
@@ -315,7 +315,7 @@ def spectral_null_stats(config, n: int, d: int) -> NullStats:
     >>> [round(float(r), 2) for r in stats.corr[0]]   # rep with (rep, rad, ang, mom)
     [1.0, 0.96, 0.03, 0.0]
     """
-    from ..gaussian.null_moments import moment_null_moments
+    from ..gaussian.moment_penalty_null import moment_null_moments
     from .radial import radial_null_moments
     from .spectral import angular_coefficients, radial_coefficients
 

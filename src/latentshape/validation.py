@@ -1,4 +1,4 @@
-"""Input checks shared by every loss: clear errors instead of silent NaNs (DESIGN section 8)."""
+"""Input checks shared by every loss: clear errors instead of silent NaNs."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import contextlib
 import torch
 from torch import Tensor
 
-__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled", "count_nonfinite_rows"]
+__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled", "count_nonfinite_rows", "is_compiling"]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -50,7 +50,7 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
         raise ValueError(f"{name} needs at least {min_points} points (rows) per batch, got N = {n}")
     if d < 1:
         raise ValueError(f"{name} has d = 0 features; expected d >= 1")
-    if check_finite and not _compiling():
+    if check_finite and not is_compiling():
         count = count_nonfinite_rows(x)
         if count:
             raise ValueError(
@@ -74,7 +74,7 @@ def count_nonfinite_rows(x: Tensor) -> int:
     return int((~torch.isfinite(x)).any(dim=-1).sum())
 
 
-def _compiling() -> bool:
+def is_compiling() -> bool:
     # Data-dependent checks would break a torch.compile graph; inside one we trust the caller.
     compiler = getattr(torch, "compiler", None)
     return bool(compiler is not None and compiler.is_compiling())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._validation import _compiling
+from .validation import is_compiling
 
 __all__ = ["normalize_rows", "check_unit_rows", "pairwise_squared_distances"]
 
@@ -34,7 +34,7 @@ def normalize_rows(x: Tensor) -> Tensor:
 
 def check_unit_rows(x: Tensor, input_dtype: torch.dtype, name: str = "x") -> None:
     """Raise ``ValueError`` unless every row of ``x`` has norm 1 (within the dtype's tolerance)."""
-    if _compiling():
+    if is_compiling():
         return
     tolerance = _UNIT_NORM_TOLERANCE.get(input_dtype, _LOW_PRECISION_TOLERANCE)
     deviation = (torch.linalg.vector_norm(x.detach(), dim=-1) - 1.0).abs()
