@@ -9,7 +9,7 @@ import torch
 
 from latentshape.bench.distributions import x_shape
 from latentshape.gaussian.sliced import sliced_wasserstein_gaussian
-from latentshape.gaussian._statistic import random_directions
+from latentshape.gaussian.slicing import random_directions
 
 
 @pytest.fixture

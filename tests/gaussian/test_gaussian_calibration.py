@@ -40,7 +40,7 @@ def test_calibrated_forward_is_the_mean_z_and_is_cached_per_shape(name: str, mon
     value.backward()
     assert value.dim() == 0 and torch.isfinite(x.grad).all()
 
-    import latentshape.gaussian._statistic as statistic_module
+    import latentshape.statistic as statistic_module
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the null was recomputed for a cached shape")

@@ -48,7 +48,7 @@ def _reference(x: np.ndarray, kind: str) -> float:
     return float(value) / d
 
 
-# jeff_full solves mu^T S^-1 mu with a ridge S + 1e-6 I (moments.py), a relative bias of ~1e-6 / lambda_min.
+# jeff_full solves mu^T S^-1 mu with a ridge S + 1e-6 I (moment_penalties.py), a relative bias of ~1e-6 / lambda_min.
 _RELATIVE_TOLERANCE = {"jeff_full": 1e-5}
 
 
@@ -141,7 +141,7 @@ def test_rotation_invariance_of_the_full_covariance_penalties(seed: int, kind: s
 def test_float32_blocked_scatter_matches_float64(kind, shift, monkeypatch):
     """float32 batches take the blocked float32 scatter (float64 accumulation): value and gradient
     agree with the float64 path, also far from the origin (centring at a detached shift)."""
-    from latentshape.gaussian import moments
+    from latentshape.gaussian import moment_penalties as moments
 
     monkeypatch.setattr(moments, "_BLOCK_ROWS", 300)  # several blocks
     x = (torch.randn(2, 1000, 6, generator=torch.Generator().manual_seed(3)) + shift).requires_grad_()
@@ -155,7 +155,7 @@ def test_float32_blocked_scatter_matches_float64(kind, shift, monkeypatch):
 
 
 def test_blocked_scatter_gradcheck(monkeypatch):
-    from latentshape.gaussian import moments
+    from latentshape.gaussian import moment_penalties as moments
 
     monkeypatch.setattr(moments, "_BLOCK_ROWS", 7)
     x = torch.randn(2, 20, 3, dtype=torch.float64, requires_grad=True)
