@@ -18,13 +18,18 @@ cells use more draws, and rad alone is checked once more against a 1-D Monte-Car
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from latentshape.calibration import monte_carlo_null
 from latentshape.wristband.components import WristbandConfig, raw_components
-from latentshape.wristband.null_moments import check_null_stats, spectral_null_stats
+from latentshape.wristband.closed_form_null import spectral_null_stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from checkers.wristband_null import check_null_stats  # noqa: E402  (the tests' correctness checker)
 from latentshape.wristband.radial import radial_distance, radial_null_moments
 
 COMPONENTS = ("rep", "rad", "ang", "mom")

@@ -1,7 +1,12 @@
-"""Shared pytest fixtures."""
+"""Shared pytest fixtures; puts this directory on sys.path for the shared ``checkers`` package."""
+
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from latentshape.wristband.components import WristbandConfig, _kernel_sums
-from latentshape.wristband.null_moments import (
+from latentshape.wristband.closed_form_null import (
     angular_mean_null_moments,
     spectral_energy_null_moments,
     spectral_rep_null_moments,
@@ -63,8 +63,8 @@ import latentshape.statistic as statistic_module  # noqa: E402
 from latentshape.calibration import clear_null_cache  # noqa: E402
 from latentshape.wristband._radial_null_table import FIT_FROM, TABLE  # noqa: E402
 from latentshape.wristband.components import raw_components  # noqa: E402
-from latentshape.wristband.null_moments import (  # noqa: E402
-    check_null_stats,
+from checkers.wristband_null import check_null_stats  # noqa: E402
+from latentshape.wristband.closed_form_null import (  # noqa: E402
     spectral_null_covariances,
     spectral_null_stats,
 )

@@ -23,7 +23,7 @@ from ..calibration import NullStats
 from ..distributed import GlobalBatch
 from ..statistic import BatchStatistic
 from .components import COMPONENT_NAMES, WristbandComponents, WristbandConfig, raw_component_batch
-from .null_moments import spectral_null_stats
+from .closed_form_null import spectral_null_stats
 
 __all__ = ["WristbandLoss"]
 

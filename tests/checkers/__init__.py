@@ -1,0 +1,1 @@
+"""Correctness checkers shared by the tests and the benchmark scripts."""
