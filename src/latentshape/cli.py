@@ -14,11 +14,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from .errors import UserError
+
 __all__ = ["main", "UserError", "load_embeddings"]
-
-
-class UserError(Exception):
-    """A mistake in the user's input: reported as one line, exit status 2."""
 
 
 _SUFFIXES = (".npy", ".npz", ".pt", ".csv")

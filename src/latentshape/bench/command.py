@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..cli import UserError
+    from ..errors import UserError
     from . import protocols, report
 
     if args.quick and args.tiny:

@@ -150,19 +150,12 @@ def register_regularizer(
     ``detects=True`` the module built with ``calibrate=True`` must have ``zscore(x)`` or
     ``components(x).total``. Returns the :class:`Regularizer`.
 
-    >>> spec = register_regularizer("mean_norm", lambda d, c: _MeanNorm(), detects=False)
-    >>> spec.build(3, False)(torch.ones(4, 3)).item()
-    3.0
-    >>> del REGULARIZERS["mean_norm"]
+    >>> spec = register_regularizer("frobenius", lambda d, c: MomentMatchingLoss(calibrate=c is not False))
+    >>> spec.build(3, False)(torch.ones(4, 3)).item()           # |mean|^2 + |0 - I|_F^2 = 3 + 3
+    6.0
+    >>> del REGULARIZERS["frobenius"]
     """
     check_registration(REGULARIZERS, "regularizer", name, build, "build", "(d, calibrate) -> nn.Module", replace)
     spec = Regularizer(name, build, description, detects, gaussianizes)
     REGULARIZERS[name] = spec
     return spec
-
-
-class _MeanNorm(nn.Module):
-    """Squared norm of the batch mean (a toy regularizer for the doctest above)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x.mean(dim=0).square().sum()

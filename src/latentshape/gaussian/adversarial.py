@@ -101,6 +101,7 @@ class AdversarialPrior(nn.Module):
     def __init__(
         self,
         dim: int,
+        *,
         kind: AdversarialKind = "gan",
         critic: nn.Module | None = None,
         lr: float = 2e-4,

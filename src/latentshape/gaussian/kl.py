@@ -113,7 +113,7 @@ class GaussianKL(nn.Module):
     (0.0, 1.5)
     """
 
-    def __init__(self, covariance: Literal["diagonal", "full"] = "diagonal", reduction: Literal["mean", "sum"] = "mean") -> None:
+    def __init__(self, *, covariance: Literal["diagonal", "full"] = "diagonal", reduction: Literal["mean", "sum"] = "mean") -> None:
         super().__init__()
         if covariance not in ("diagonal", "full"):
             raise ValueError(f"covariance must be 'diagonal' or 'full', got {covariance!r}")

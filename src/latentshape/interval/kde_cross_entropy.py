@@ -238,6 +238,7 @@ class KDECrossEntropy(nn.Module):
 
     def __init__(
         self,
+        *,
         kernel: Kernel = "gaussian",
         bandwidth: float = 1.0,
         points: int = 32,

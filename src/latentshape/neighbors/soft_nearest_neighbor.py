@@ -201,6 +201,7 @@ class SoftNearestNeighborLoss(nn.Module):
 
     def __init__(
         self,
+        *,
         temperature: float = 1.0,
         distance: Distance = "cosine",
         learnable_temperature: bool = False,
@@ -274,6 +275,7 @@ class LayerwiseSoftNearestNeighborLoss(nn.Module):
         self,
         model: nn.Module,
         layers: Sequence[str],
+        *,
         temperature: float = 1.0,
         distance: Distance = "cosine",
         learnable_temperature: bool = False,
@@ -297,7 +299,7 @@ class LayerwiseSoftNearestNeighborLoss(nn.Module):
         self.layers = list(layers)
         self.reduction = reduction
         self.losses = nn.ModuleList(
-            SoftNearestNeighborLoss(temperature, distance, learnable_temperature, eps) for _ in self.layers
+            SoftNearestNeighborLoss(temperature=temperature, distance=distance, learnable_temperature=learnable_temperature, eps=eps) for _ in self.layers
         )
         self._activations: dict[str, Tensor] = {}
         self._handles = [modules[name].register_forward_hook(self._hook(name)) for name in self.layers]

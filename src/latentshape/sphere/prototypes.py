@@ -321,6 +321,7 @@ class PrototypeRegressionLoss(nn.Module):
         self,
         r_min: float,
         r_max: float,
+        *,
         dim: int,
         seed: int = 0,
         upper_prototype: Tensor | None = None,

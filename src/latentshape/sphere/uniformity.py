@@ -123,7 +123,7 @@ class UniformityLoss(nn.Module):
     (torch.Size([]), torch.Size([64, 8]))
     """
 
-    def __init__(self, t: float = 2.0, normalize: bool = True) -> None:
+    def __init__(self, *, t: float = 2.0, normalize: bool = True) -> None:
         super().__init__()
         self.t = _check_positive(t, "t")
         self.normalize = bool(normalize)
@@ -149,7 +149,7 @@ class AlignmentLoss(nn.Module):
     True
     """
 
-    def __init__(self, alpha: float = 2.0, normalize: bool = True) -> None:
+    def __init__(self, *, alpha: float = 2.0, normalize: bool = True) -> None:
         super().__init__()
         self.alpha = _check_positive(alpha, "alpha")
         self.normalize = bool(normalize)
