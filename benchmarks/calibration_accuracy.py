@@ -1,4 +1,4 @@
-"""Closed-form calibration of the global spectral wristband (issue 3): accuracy and cost.
+"""Closed-form calibration of the global spectral wristband: accuracy and cost.
 
 For every (N, d, degree) of the grid, draws null batches x ~ N(0, I) with a seed no calibration
 uses and prints, per component, (closed-form mean - empirical mean) / empirical sd and closed-form

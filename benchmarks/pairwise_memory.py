@@ -4,7 +4,7 @@
 
 The naive reference builds the Gram matrix and three N x N radial exponentials under autograd
 (the layout of the public reference implementation, about 40 N^2 bytes kept for backward).
-Both compute the same energy E of DESIGN 3.3; forward+backward time and peak extra memory.
+Both compute the same energy E (docs/theory.md, "Energy and repulsion"); forward+backward time and peak extra memory.
 """
 
 from __future__ import annotations

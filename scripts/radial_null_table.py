@@ -1,7 +1,7 @@
 """Regenerate ``src/latentshape/wristband/_radial_null_table.py``: the null law of the radial term.
 
 Under x ~ N(0, I) the radial coordinate t is exactly U[0, 1] and its score z = Phi^-1(t) exactly
-N(0, 1), whatever d: the null law of ``rad`` (DESIGN 3.5) depends on N alone. Its mean and sd have
+N(0, 1), whatever d: the null law of ``rad`` depends on N alone. Its mean and sd have
 no elementary closed form (the Gaussian-score part is a tail-dominated sum of normal order
 statistics whose mean grows like log log N / N), so this script tabulates them once, by a large
 Monte-Carlo of the 1-D statistic, at every N <= 128 and 4 points per octave up to 2^20, and fits

@@ -62,7 +62,7 @@ __all__ += [
     "KDECrossEntropy",
 ]
 
-# Diagnostics: "how Gaussian is this embedding, really?" (DESIGN 5)
+# Diagnostics: "how Gaussian is this embedding, really?"
 from .diagnostics import Report, check  # noqa: E402
 
 __all__ += ["check", "Report"]

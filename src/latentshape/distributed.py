@@ -1,4 +1,4 @@
-r"""Exact global-batch statistics under ``torch.distributed`` (DESIGN section 9).
+r"""Exact global-batch statistics under ``torch.distributed``.
 
 A batch-distribution loss computed on one rank sees only that rank's slice of the batch. The
 losses that take ``distributed=True`` instead compute the statistic of the *global* batch (the

@@ -97,7 +97,7 @@ def test_shape_errors_are_clear() -> None:
         reparameterize(torch.zeros(3, 2), torch.zeros(3, 3))
     with pytest.raises(ValueError, match="scale_tril must have shape"):
         reparameterize_full(torch.zeros(3, 2), torch.zeros(3, 3, 3))
-    with pytest.raises(ValueError, match="logvar must have the shape"):
+    with pytest.raises(ValueError, match="logvar must have shape"):
         GaussianKL()(torch.zeros(3, 2), torch.zeros(3, 1))
     with pytest.raises(ValueError, match="scale_tril must have shape"):
         GaussianKL(covariance="full")(torch.zeros(3, 2), torch.zeros(3, 2))
@@ -120,3 +120,15 @@ def test_full_kl_is_rotation_invariant_and_the_mean_is_permutation_invariant(see
     order = torch.randperm(5, generator=torch.Generator().manual_seed(seed))
     kl = GaussianKL(covariance="full")
     assert torch.allclose(kl(mu[order], scale_tril[order]), kl(mu, scale_tril), rtol=1e-12)
+
+
+def test_functional_kl_validates_like_the_module() -> None:
+    nan = torch.zeros(3, 2)
+    nan[1, 0] = float("nan")
+    for call in (lambda: gaussian_kl_diag(nan, torch.zeros(3, 2)), lambda: gaussian_kl_full(nan, torch.eye(2).expand(3, 2, 2))):
+        with pytest.raises(ValueError, match="NaN or Inf"):
+            call()
+    with pytest.raises(ValueError, match="logvar must have shape"):
+        gaussian_kl_diag(torch.zeros(3, 2), torch.zeros(2))
+    with pytest.raises(ValueError, match="rank >= 2"):
+        gaussian_kl_diag(torch.zeros(3), torch.zeros(3))

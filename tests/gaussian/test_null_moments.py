@@ -1,6 +1,6 @@
 """Closed-form null moments of the moment penalties (gaussian/null_moments.py) against Monte-Carlo.
 
-Targets (issue): the closed-form mean within 0.05 null sd of the Monte-Carlo mean and the closed-form
+Targets: the closed-form mean within 0.05 null sd of the Monte-Carlo mean and the closed-form
 sd within 3% of the Monte-Carlo sd. Samples come either from real N x d batches through
 ``moment_penalty``, or -- for the long sweep -- from the null law of the fitted moments fed to
 ``gaussian_fit_penalty``: mu ~ N(0, I/N); diagonal variances chi2_{N-1}/(N-1); the non-zero

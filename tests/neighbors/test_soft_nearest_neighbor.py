@@ -14,7 +14,7 @@ from latentshape.neighbors import (
     soft_nearest_neighbor_loss,
 )
 
-# Seed 003 (soft nearest neighbor loss article): its features, the cosine distance
+# The worked example of a soft nearest neighbor loss tutorial: its features, the cosine distance
 # matrix and exp(-D / T) before the diagonal is subtracted, as printed there.
 SEED_FEATURES = torch.tensor(
     [

@@ -1,4 +1,4 @@
-"""Closed-form null moments of the spectral energy against Monte-Carlo (issue 3, step 1)."""
+"""Closed-form null moments of the spectral energy against Monte-Carlo."""
 
 import pytest
 import torch
@@ -16,7 +16,7 @@ BETA, ALPHA = 8.0, 12**-0.5
 
 @pytest.mark.parametrize("n,d,degree", [(64, 1, 1), (32, 3, 2), (128, 8, 2), (48, 96, 2)])
 def test_closed_form_matches_monte_carlo(n, d, degree):
-    """Mean within 0.05 null sd and sd within 3% (issue 3's tolerances), 8000 null batches."""
+    """Mean within 0.05 null sd and sd within 3% (the calibration tolerances), 8000 null batches."""
     generator = torch.Generator().manual_seed(n + d)
     config = WristbandConfig(degree=degree)
     energy, angular_mean = zip(*[
@@ -49,7 +49,7 @@ def test_small_batches_are_rejected():
 
 
 # ---------------------------------------------------------------------------------------------
-# Closed-form calibration of the whole global spectral loss (issue 3, steps 2-4)
+# Closed-form calibration of the whole global spectral loss 
 # ---------------------------------------------------------------------------------------------
 
 import math  # noqa: E402
@@ -137,7 +137,7 @@ def _assert_issue_tolerances(check, noise_aware=False):
 
 @pytest.mark.parametrize("n,d,degree", [(256, 8, 2), (64, 1, 1)])
 def test_closed_form_calibration_matches_monte_carlo(n, d, degree):
-    """Issue 3's tolerances on one configuration per component in CI (the full grid: test marked sweep)."""
+    """The calibration tolerances on one configuration per component in CI (the full grid: test marked sweep)."""
     _assert_issue_tolerances(check_null_stats(WristbandConfig(degree=degree), n, d, samples=8000))
 
 

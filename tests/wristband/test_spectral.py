@@ -67,7 +67,7 @@ def test_coefficients_at_large_dimension_do_not_underflow():
 
 @pytest.mark.parametrize(
     "d,kept,tolerance",
-    # DESIGN 3.4's table; its "d >= 64" row is the large-d limit (d = 64 itself keeps 85.7%).
+    # The share-of-trace table of docs/theory.md; its "d >= 64" row is the large-d limit (d = 64 itself keeps 85.7%).
     [(2, (0.39, 0.83, 0.97), 0.006), (3, (0.35, 0.77, 0.94), 0.006), (8, (0.29, 0.68, 0.90), 0.006),
      (64, (0.27, 0.62, 0.85), 0.01)],
 )

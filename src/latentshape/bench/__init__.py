@@ -1,4 +1,4 @@
-"""Benchmark harness (DESIGN 6): source distributions, regularizers, three protocols, reports.
+"""Benchmark harness: source distributions, regularizers, three protocols, reports.
 
 >>> from latentshape import bench
 >>> table = bench.detection(["anisotropic"], ["wristband"], n=128, dims=(2,), repeats=1, progress=False)

@@ -1,4 +1,4 @@
-r"""Source distributions for the benchmarks (DESIGN 6), and the registry that names them.
+r"""Source distributions for the benchmarks, and the registry that names them.
 
 A *sampler* is a function ``(n, d, generator) -> Tensor`` of shape ``(n, d)``, float32 by default,
 drawn on the CPU from ``generator``. Every built-in source is standardized: mean 0 and covariance

@@ -1,4 +1,4 @@
-r"""The three benchmark protocols of DESIGN 6: detection, Gaussianization, speed and memory.
+r"""The benchmark protocols: detection, Gaussianization, speed and memory.
 
 Each returns a :class:`ResultTable` (one record per cell) that :mod:`latentshape.bench.report`
 turns into markdown and plots. All randomness comes from explicit seeds, so a run is repeatable

@@ -1,4 +1,4 @@
-"""Diagnostics: ``check(x)`` -> a calibrated :class:`Report` on how Gaussian an embedding is (DESIGN 5)."""
+"""Diagnostics: ``check(x)`` -> a calibrated :class:`Report` on how Gaussian an embedding is."""
 
 from .check import check
 from .report import Report, TestResult

@@ -1,4 +1,4 @@
-r"""``check(x)``: how Gaussian is an embedding, really? A calibrated report (DESIGN 5).
+r"""``check(x)``: how Gaussian is an embedding, really? A calibrated report.
 
 Eight tests of H0: "the rows of x are i.i.d. N(0, I)", each with a p-value from its law under H0
 at the same (N, d):

@@ -1,4 +1,4 @@
-r"""The diagnostic figure of a :class:`~latentshape.diagnostics.Report` (DESIGN 5), one PNG.
+r"""The diagnostic figure of a :class:`~latentshape.diagnostics.Report` , one PNG.
 
 Six panels, each with its exact N(0, I) reference and a pointwise 95% band where one exists:
 

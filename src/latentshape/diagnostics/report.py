@@ -166,7 +166,7 @@ class Report:
         return "\n".join(lines)
 
     def plot(self, path: str | Path, dpi: int = 110) -> Path:
-        """Write the diagnostic figure (DESIGN 5) as one PNG; returns the path. Needs matplotlib."""
+        """Write the diagnostic figure as one PNG; returns the path. Needs matplotlib."""
         from .plots import plot_report
 
         return plot_report(self, path, dpi=dpi)

@@ -1,4 +1,4 @@
-r"""Goodness-of-fit statistics against N(0, I), one stateless function each (DESIGN 5).
+r"""Goodness-of-fit statistics against N(0, I), one stateless function each.
 
 Every function takes a float tensor of shape ``(..., N, d)`` (leading dimensions are independent
 batches, so null distributions are computed for many Monte-Carlo batches in one call) and

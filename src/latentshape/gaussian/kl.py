@@ -38,6 +38,7 @@ def gaussian_kl_diag(mu: Tensor, logvar: Tensor) -> Tensor:
     >>> float(gaussian_kl_diag(torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2))[0])   # ||mu||^2 / 2
     0.5
     """
+    mu, logvar = _checked_posterior(mu, logvar, "diagonal")
     return 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=-1)
 
 
@@ -52,11 +53,22 @@ def gaussian_kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
     >>> float(gaussian_kl_full(torch.zeros(1, 2), L)[0])   # (4 - 1 - log 4) / 2
     0.806...
     """
+    mu, scale_tril = _checked_posterior(mu, scale_tril, "full")
     n = mu.shape[-1]
     lower = torch.tril(scale_tril)
     log_det = 2.0 * torch.log(lower.diagonal(dim1=-2, dim2=-1).abs()).sum(dim=-1)
     trace = (lower * lower).sum(dim=(-2, -1))
     return 0.5 * (-log_det - n + trace + (mu * mu).sum(dim=-1))
+
+
+def _checked_posterior(mu: Tensor, spread: Tensor, covariance: str) -> tuple[Tensor, Tensor]:
+    """Validated (mu, logvar) or (mu, scale_tril): floating, finite, matching shapes, one dtype."""
+    mu = as_embeddings(mu, name="mu", min_points=1)
+    name, expected = ("logvar", mu.shape) if covariance == "diagonal" else ("scale_tril", mu.shape + mu.shape[-1:])
+    if not isinstance(spread, Tensor) or spread.shape != expected:
+        got = tuple(spread.shape) if isinstance(spread, Tensor) else type(spread).__name__
+        raise ValueError(f"{name} must have shape {tuple(expected)} for mu of shape {tuple(mu.shape)}, got {got}")
+    return mu, as_embeddings(spread, name=name, min_points=1).to(mu.dtype)
 
 
 def _standard_normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -124,16 +136,8 @@ class GaussianKL(nn.Module):
 
     def per_sample(self, mu: Tensor, spread: Tensor) -> Tensor:
         """The KL of each posterior, shape ``mu.shape[:-1]`` (``spread`` is logvar or scale_tril)."""
-        mu = as_embeddings(mu, name="mu", min_points=1)
         if self.covariance == "diagonal":
-            if not isinstance(spread, Tensor) or spread.shape != mu.shape:
-                raise ValueError(f"logvar must have the shape of mu {tuple(mu.shape)}")
-            spread = as_embeddings(spread, name="logvar", min_points=1).to(mu.dtype)
             return gaussian_kl_diag(mu, spread)
-        expected = mu.shape + mu.shape[-1:]
-        if not isinstance(spread, Tensor) or spread.shape != expected:
-            raise ValueError(f"scale_tril must have shape {tuple(expected)} for mu of shape {tuple(mu.shape)}")
-        spread = as_embeddings(spread, name="scale_tril", min_points=1).to(mu.dtype)
         return gaussian_kl_full(mu, spread)
 
     def forward(self, mu: Tensor, spread: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-r"""Moment matching of a batch to a target Gaussian (seed 001's "treat each minibatch as the marginal").
+r"""Moment matching of a batch to a target Gaussian ("treat each minibatch as the marginal").
 
 For a batch :math:`z_1, \dots, z_N \in \mathbb{R}^d` with mean :math:`\hat\mu` and unbiased covariance
 :math:`\hat\Sigma = \frac{1}{N-1} \sum_i (z_i - \hat\mu)(z_i - \hat\mu)^\top`, and a target
@@ -114,7 +114,8 @@ class MomentMatchingLoss(BatchStatistic):
         distributed: under ``torch.distributed``, the loss of the global batch from all-reduced
             moment sums (see :mod:`latentshape.distributed`).
 
-    Seed 001 (stats.stackexchange, "regularize an embedding to be Gaussian"): moment matching.
+    The answer to a recurring question (Cross Validated, "regularize an embedding to be Gaussian"):
+    match the first two moments of each minibatch.
 
     >>> loss_fn = MomentMatchingLoss()
     >>> x = torch.randn(1000, 3, generator=torch.Generator().manual_seed(0))

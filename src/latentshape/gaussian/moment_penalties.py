@@ -1,6 +1,6 @@
 r"""Moment penalties between the batch's Gaussian fit N(mu, S) and N(0, I).
 
-One implementation serves the wristband loss (its ``mom`` component, DESIGN 3.5) and the
+One implementation serves the wristband loss (its ``mom`` component; docs/theory.md, "The radial and moment terms") and the
 stand-alone :class:`~latentshape.MomentMatchingLoss`. With ``mu`` the sample mean and ``S`` the
 unbiased sample covariance (divisor N - 1) of a batch ``x`` of shape ``(..., N, d)``:
 

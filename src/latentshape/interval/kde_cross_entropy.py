@@ -224,7 +224,8 @@ class KDECrossEntropy(nn.Module):
 
     .. math:: L = -\frac{1}{b-a}\int_a^b \log \sum_j \operatorname{softmax}(z)_j K_h(x - x_j)\,dx
 
-    Reference: seed 004 (BeepBoop, RoboWiki 2022).
+    Reference: the BeepBoop discussion on RoboWiki (2022), "Property of gradient of cross-entropy
+    loss with kernel density estimation".
 
     >>> import torch
     >>> loss_fn = KDECrossEntropy(kernel="laplace", bandwidth=0.2, points=16, rule="midpoint")

@@ -49,7 +49,7 @@ def prototype_separation(prototypes: Tensor) -> Tensor:
     """
     if not isinstance(prototypes, Tensor) or prototypes.dim() != 2 or prototypes.shape[0] < 2:
         raise ValueError("prototypes must be a (C, d) tensor with C >= 2")
-    units = normalize_rows(prototypes.to(torch.promote_types(prototypes.dtype, torch.float32)))
+    units = normalize_rows(as_embeddings(prototypes, name="prototypes"))
     cosines = units @ units.T
     cosines = cosines.masked_fill(torch.eye(len(units), dtype=torch.bool, device=units.device), -math.inf)
     return cosines.amax(dim=1).mean()

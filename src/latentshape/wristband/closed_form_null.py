@@ -1,4 +1,5 @@
-r"""Closed-form null law of the global spectral wristband: calibration without Monte-Carlo (DESIGN 3.6).
+r"""Closed-form null law of the global spectral wristband: calibration without Monte-Carlo
+(docs/theory.md, "Calibration: the closed-form null").
 
 :func:`spectral_null_stats` gives the null mean, sd and correlation of the raw (rep, rad, ang, mom)
 at any (N, d) in milliseconds; :class:`~latentshape.wristband.loss.WristbandLoss` uses it on the
@@ -298,7 +299,7 @@ def spectral_null_covariances(
 
 def spectral_null_stats(config, n: int, d: int) -> NullStats:
     r"""Null mean, sd and correlation of the raw ``(rep, rad, ang, mom)`` of the global spectral
-    wristband at (N, d), with no Monte-Carlo (DESIGN 3.6; milliseconds at any N and d).
+    wristband at (N, d), with no Monte-Carlo (milliseconds at any N and d).
 
     - rep = log(E) / beta: exact moments of E (:func:`spectral_energy_null_moments`), delta method;
     - rad: :func:`~latentshape.wristband.radial.radial_null_moments` (a function of N alone);

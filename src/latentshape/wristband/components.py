@@ -1,4 +1,5 @@
-r"""Stateless wristband energy and raw loss components (DESIGN 3.3 and 3.5).
+r"""Stateless wristband energy and raw loss components (docs/theory.md, "Energy and repulsion"
+and "The radial and moment terms").
 
 - ``rep`` (repulsion): global :math:`\log(E)/\beta` with :math:`E = \frac1{N^2}\sum_{i,j} K(i,j)`
   (V-statistic, diagonal included), or per point
@@ -11,7 +12,7 @@ r"""Stateless wristband energy and raw loss components (DESIGN 3.3 and 3.5).
 The calibrated combination lives in :class:`~latentshape.wristband.loss.WristbandLoss`.
 
 ``distributed=True`` under an initialized ``torch.distributed`` process group computes every
-component on the global batch (the concatenation of all ranks' rows, DESIGN 9): the global
+component on the global batch (the concatenation of all ranks' rows): the global
 spectral energy from all-reduced feature sums (:class:`~latentshape.wristband.spectral.SpectralSums`),
 the radial term from all-gathered (t, z) sorted globally, the pairwise path, the per-point
 spectral rows and the degree-2 Gram route (N_global < (K+1) d) from all-gathered (u, t), and the

@@ -1,4 +1,5 @@
-r"""The wristband kernel and its exact pairwise evaluation in O(N * chunk) memory (DESIGN 3.2).
+r"""The wristband kernel and its exact pairwise evaluation in O(N * chunk) memory
+(docs/theory.md, "The kernel").
 
 :math:`K((u,t),(u',t')) = k_{ang}(u,u')\, k_{rad}(t,t')` with
 

@@ -1,4 +1,4 @@
-r"""The wristband map :math:`x \mapsto (u, t)` (DESIGN 3.1).
+r"""The wristband map :math:`x \mapsto (u, t)` (docs/theory.md, \"The wristband map\").
 
 For :math:`x \in \mathbb{R}^d`: :math:`s = \|x\|^2`, :math:`u = x / \|x\| \in S^{d-1}` and
 :math:`t = P(d/2, s/2) \in [0, 1]`, the regularized lower incomplete gamma function, i.e. the

@@ -1,4 +1,5 @@
-r"""Radial component of the wristband loss: 1-D optimal transport of t to U[0, 1] (DESIGN 3.5).
+r"""Radial component of the wristband loss: 1-D optimal transport of t to U[0, 1]
+(docs/theory.md, "The radial and moment terms").
 
 With the sorted radial coordinates :math:`t_{(i)}`, their Gaussian scores
 :math:`z_{(i)} = \Phi^{-1}(t_{(i)})` and the mid-quantiles :math:`q_i = (i + 1/2)/N`:

@@ -1,6 +1,6 @@
 r"""The spectral (Mercer) path of the wristband energy: O(N d K) for degree <= 1, O(N d^2 K) for 2.
 
-Both kernels factor through orthogonal expansions (DESIGN 3.4):
+Both kernels factor through orthogonal expansions (docs/theory.md, "The spectral expansion"):
 
 - radial: :math:`k_{rad}(t,t') = \sum_{k \ge 0} a_k \cos(k\pi t)\cos(k\pi t')` with
   :math:`a_0 = \sqrt{\pi/\beta}`, :math:`a_k = 2\sqrt{\pi/\beta}\, e^{-\pi^2 k^2 / (4\beta)}`
@@ -19,7 +19,7 @@ With :math:`w_{ik} = \cos(k\pi t_i)`, :math:`c_{0k} = \overline{w_{\cdot k}}`,
     E = \sum_{k=0}^{K} a_k \Big[\lambda_0 c_{0k}^2 + \lambda_1 d \|m_{1k}\|^2
         + \lambda_2 \tfrac{d+2}{2} (d \|M_k\|_F^2 - c_{0k}^2)\Big].
 
-References: M. Parakhin, *Wristband Gaussian Loss*; the spectral note in seeds/000; Funk-Hecke
+References: M. Parakhin, *Wristband Gaussian Loss*; the spectral note "Wristband Gaussian Loss: From O(N^2) to O(N)"; Funk-Hecke
 and the addition theorem, e.g. Atkinson & Han, *Spherical Harmonics and Approximations on the
 Unit Sphere* (2012), ch. 2.
 """
