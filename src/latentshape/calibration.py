@@ -84,6 +84,13 @@ class NullStats:
         return cls(mean=mean, std=std, corr=corr, samples=int(values.shape[0]),
                    draws=values if keep_draws else None)
 
+    @classmethod
+    def from_moments(cls, mean: float, variance: float) -> "NullStats":
+        """A one-component closed form: exact null mean and variance (no Monte-Carlo, ``samples = 0``)."""
+        std = math.sqrt(variance) if variance > 0 else 1.0
+        return cls(mean=torch.tensor([float(mean)], dtype=torch.float64), std=torch.tensor([std], dtype=torch.float64),
+                   corr=torch.ones(1, 1, dtype=torch.float64), samples=0)
+
     def standardize(self, values: Tensor) -> Tensor:
         """z-scores of raw values ``(..., C)``, in ``values``' dtype and device."""
         mean = self.mean.to(values.device, values.dtype)

@@ -33,7 +33,9 @@ from typing import Hashable, Sequence
 import torch
 from torch import Tensor
 
+from ..calibration import NullStats
 from ..statistic import BatchStatistic
+from .closed_form_nulls import mmd_null_moments
 
 __all__ = ["DEFAULT_RELATIVE_BANDWIDTHS", "default_bandwidths", "gaussian_kernel_means", "gaussian_mmd", "GaussianMMD"]
 
@@ -155,6 +157,10 @@ class GaussianMMD(BatchStatistic):
 
     def _config(self, d: int) -> Hashable:
         return (self.resolved_bandwidths(d), self.unbiased)
+
+    def _closed_form_null(self, n: int, d: int) -> NullStats:
+        """Exact null mean and variance of the degenerate U- (or V-) statistic (:func:`mmd_null_moments`)."""
+        return NullStats.from_moments(*mmd_null_moments(n, d, self.resolved_bandwidths(d), self.unbiased))
 
     def _intermediate_size(self, n: int, d: int) -> int:
         return 3 * n * n + n * d

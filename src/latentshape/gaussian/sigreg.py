@@ -29,7 +29,9 @@ from typing import Hashable
 import torch
 from torch import Tensor
 
+from ..calibration import NullStats
 from ..distributed import GlobalBatch, all_reduce_sum
+from .closed_form_nulls import sigreg_null_moments
 from .slicing import RandomSlicingLoss
 
 __all__ = ["epps_pulley_quadrature", "epps_pulley", "sigreg_statistic", "SIGReg"]
@@ -178,6 +180,11 @@ class SIGReg(RandomSlicingLoss):
 
     def _config(self, d: int) -> Hashable:
         return (self.slices, self.t_max, self.points)
+
+    def _closed_form_null(self, n: int, d: int) -> NullStats:
+        """Exact null mean and variance, slice randomness included (:func:`sigreg_null_moments`)."""
+        nodes, weights = epps_pulley_quadrature(self.t_max, self.points, dtype=torch.float64)
+        return NullStats.from_moments(*sigreg_null_moments(n, d, self.slices, nodes.numpy(), weights.numpy()))
 
     def _intermediate_size(self, n: int, d: int) -> int:
         return n * self.slices * (self.points // 2 + 1) + n * d
