@@ -74,7 +74,7 @@ def check(
 
     Args:
         x: a tensor or array of shape (N, d), N >= 8, finite.
-        wristband: the :class:`~latentshape.wristband.WristbandLoss` whose configuration
+        wristband: the :class:`~latentshape.WristbandLoss` whose configuration
             defines the wristband statistics (default: ``WristbandLoss()``). Its z-scores in the
             report are calibrated on the same null draws as its p-value, so the two agree.
         null_samples: Monte-Carlo null batches at (N, d) (cached per shape and seed). Each

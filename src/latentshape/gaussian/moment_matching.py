@@ -49,7 +49,7 @@ def moment_matching_loss(
 
     ``distributed=True`` under an initialized ``torch.distributed`` process group: the loss of the
     concatenation of every rank's batch, from all-reduced sums (float64; see
-    :func:`~latentshape.gaussian.moments.global_moments`), or from the all-gathered rows when the
+    :mod:`latentshape.distributed`), or from the all-gathered rows when the
     identity target meets d > N_global.
 
     >>> x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
@@ -106,7 +106,7 @@ class MomentMatchingLoss(BatchStatisticLoss):
         penalty: ``"frobenius"`` (default, the formula above) or one of the shared moment
             penalties against N(0, I) -- ``"w2"``, ``"kl_diag"``, ``"kl_full"``, ``"jeff_diag"``,
             ``"jeff_full"``, ``"mu_only"`` -- computed by
-            :func:`~latentshape.gaussian.moments.moment_penalty` (they are normalized by d and take
+            :func:`~latentshape.functional.moment_penalty` (they are normalized by d and take
             no weights or targets: leave ``alpha``, ``gamma``, ``mean``, ``cov`` at their defaults).
         calibrate: return a z-score against the statistic's law for batches drawn from the target
             at the batch's (N, d).

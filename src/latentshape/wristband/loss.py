@@ -41,10 +41,10 @@ class WristbandLoss(nn.Module):
     r"""Wristband Gaussian Loss: pushes a batch of embeddings ``(..., N, d)`` toward N(0, I).
 
     The batch is mapped to the wristband :math:`(u, t) \in S^{d-1} \times [0, 1]`
-    (:func:`~latentshape.wristband.map.wristband_map`), where N(0, I) is exactly the uniform
+    (:func:`~latentshape.wristband_map`), where N(0, I) is exactly the uniform
     product law; a kernel repulsion (``rep``) pushes toward that uniform law, helped by a 1-D
     transport term on the radius (``rad``), an optional angular uniformity term (``ang``) and a
-    moment penalty (``mom``). See DESIGN 3 and :mod:`~latentshape.wristband.components`.
+    moment penalty (``mom``). The math: docs/theory.md.
 
     Args:
         method: ``"spectral"`` (O(N), Mercer expansion) or ``"pairwise"`` (exact kernel, O(N^2) time,
@@ -143,7 +143,7 @@ class WristbandLoss(nn.Module):
     def null_stats(self, n: int, d: int) -> NullStats:
         """Null mean, sd and correlation of the raw components at (N, d) (cached per process).
 
-        The global spectral path has them in closed form (:func:`~latentshape.wristband.null_moments.spectral_null_stats`,
+        The global spectral path has them in closed form (docs/theory.md, section Calibration: the closed-form null;
         milliseconds at any N and d); the pairwise and per-point paths, and moment penalties without
         a valid closed form at this (N, d), use Monte-Carlo.
         """
