@@ -67,7 +67,7 @@ def check(
 
     Args:
         x: a tensor or array of shape (N, d), N >= 8, finite.
-        wristband: the :class:`~latentshape.wristband.WristbandLoss` whose configuration
+        wristband: the :class:`~latentshape.WristbandLoss` whose configuration
             defines the wristband statistics (default: ``WristbandLoss()``). Its z-scores in the
             report are the loss's own (``wristband.components(x)`` on the same rows), and its
             p-value comes from null batches standardized the same way, so the two agree.

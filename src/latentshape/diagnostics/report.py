@@ -55,7 +55,7 @@ class TestResult:
 
 @dataclass
 class Report:
-    """Result of :func:`~latentshape.diagnostics.check`.
+    """Result of :func:`~latentshape.check`.
 
     ``print(report)`` gives a table, :meth:`to_dict` a JSON-serializable dict, :meth:`plot` a PNG.
     ``tests`` holds the eight tests in a fixed order (:meth:`test` finds one by name); ``wristband`` the calibrated total and
@@ -97,7 +97,7 @@ class Report:
 
     @property
     def verdict(self) -> str:
-        """One line: the answer, and the multiple-testing rule behind it."""
+        """The answer in one line, and the multiple-testing rule behind it."""
         rule = f"Holm over {len(self.tests)} tests, family-wise alpha = {self.alpha:g}"
         if self.is_gaussian:
             return f"consistent with N(0, I): no test rejects ({rule})"

@@ -68,7 +68,7 @@ class AdversarialPrior(nn.Module):
     Args:
         dim: code dimension d.
         kind: ``"gan"`` (non-saturating), ``"lsgan"`` or ``"wgan-gp"`` (losses in the module docstring).
-        critic: a module mapping ``(B, d)`` to ``(B, 1)`` or ``(B,)``; default :func:`default_critic`.
+        critic: a module mapping ``(B, d)`` to ``(B, 1)`` or ``(B,)``; default :func:`~latentshape.gaussian.default_critic`.
         lr, betas: the critic's Adam optimizer (defaults 2e-4, (0.5, 0.9)).
         gradient_penalty: lambda of WGAN-GP (ignored by the other kinds).
         hidden: width of the default critic.

@@ -9,7 +9,7 @@ N(mu, Sigma) (default N(0, I)):
     L_M = \alpha \|\mu - \hat\mu\|^2 + \gamma \|\Sigma - \hat\Sigma\|_F^2 .
 
 The same module also offers the shared moment penalties of
-:func:`latentshape.gaussian.moment_penalties.moment_penalty` (``w2``, ``kl_diag``, ``kl_full``,
+:func:`latentshape.functional.moment_penalty` (``w2``, ``kl_diag``, ``kl_full``,
 ``jeff_diag``, ``jeff_full``, ``mu_only``) through ``penalty=``, so that each penalty has exactly
 one implementation, used here and by the wristband loss. Moments see only the first two moments:
 any distribution with mean 0 and covariance I (e.g. the standardized X shape) scores like N(0, I).
@@ -49,7 +49,7 @@ def moment_matching_loss(
 
     ``distributed=True`` under an initialized ``torch.distributed`` process group: the loss of the
     concatenation of every rank's batch, from all-reduced sums (float64; see
-    :func:`~latentshape.gaussian.moment_penalties.global_moments`), or from the all-gathered rows when the
+    :mod:`latentshape.distributed`), or from the all-gathered rows when the
     identity target meets d > N_global.
 
     >>> x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
@@ -106,7 +106,7 @@ class MomentMatchingLoss(BatchStatistic):
         penalty: ``"frobenius"`` (default, the formula above) or one of the shared moment
             penalties against N(0, I) -- ``"w2"``, ``"kl_diag"``, ``"kl_full"``, ``"jeff_diag"``,
             ``"jeff_full"``, ``"mu_only"`` -- computed by
-            :func:`~latentshape.gaussian.moment_penalties.moment_penalty` (they are normalized by d and take
+            :func:`~latentshape.functional.moment_penalty` (they are normalized by d and take
             no weights or targets: leave ``alpha``, ``gamma``, ``mean``, ``cov`` at their defaults).
         calibrate: return a z-score against the statistic's law for batches drawn from the target
             at the batch's (N, d).

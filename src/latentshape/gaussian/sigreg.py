@@ -114,7 +114,7 @@ def sigreg_statistic(x: Tensor, directions: Tensor, t_max: float = 3.0, points: 
 class SIGReg(RandomSlicingLoss):
     r"""Sketched Isotropic Gaussian Regularization (LeJEPA): Epps-Pulley on random slices.
 
-    Computes :func:`sigreg_statistic` -- the mean over ``slices`` random unit directions of
+    Computes :func:`~latentshape.functional.sigreg_statistic` -- the mean over ``slices`` random unit directions of
     :math:`N \int_{-t_{max}}^{t_{max}} e^{-t^2/2} |\varphi_N(t) - e^{-t^2/2}|^2 dt` (trapezoid,
     ``points`` nodes). New directions are drawn at every call from a generator seeded with
     ``seed`` (one independent set per leading batch); the same seed gives the same sequence, e.g.

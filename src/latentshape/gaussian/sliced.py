@@ -66,7 +66,7 @@ def _sliced_from_projections(projections: Tensor) -> Tensor:
 class SlicedWassersteinGaussian(RandomSlicingLoss):
     r"""Sliced Wasserstein distance to N(0, I) on fresh random slices each call.
 
-    Computes :func:`sliced_wasserstein_gaussian` (the formula is in this module's docstring) on
+    Computes :func:`~latentshape.functional.sliced_wasserstein_gaussian` (the formula is in this module's docstring) on
     ``slices`` directions drawn uniformly on the sphere from a generator seeded with ``seed``; every
     call draws new directions (one independent set per leading batch), and the sequence is
     reproducible. Cost O(N d M + N log N M).

@@ -175,7 +175,7 @@ def kde_cross_entropy(
           \approx -\sum_k w_k \log q\bigl(a + (b - a)\, s_k\bigr),
         \qquad q(x) = \sum_j \operatorname{softmax}(z)_j\, K_h(x - x_j),
 
-    with the nodes ``s_k`` and weights ``w_k`` of :func:`quadrature_rule`. Properties:
+    with the nodes ``s_k`` and weights ``w_k`` of :func:`~latentshape.interval.quadrature_rule`. Properties:
     with a 0/1 kernel it is the softmax cross-entropy; scaling ``K`` by a constant shifts
     ``L`` but leaves its gradient unchanged; at a single point ``x``,
     :math:`\partial L / \partial z_i = S_i - S_i K_i / \sum_j S_j K_j`
@@ -188,7 +188,7 @@ def kde_cross_entropy(
         low, high: target interval ``[a, b]``, floats or tensors broadcastable to the
             leading shape ``(...)``; ``low < high`` everywhere.
         kernel: ``"gaussian"``, ``"laplace"`` or a callable ``K(u)`` (see
-            :func:`kde_log_density`). bandwidth: ``h > 0``.
+            :func:`~latentshape.interval.kde_log_density`). bandwidth: ``h > 0``.
         points: quadrature nodes; rule: ``"gauss-legendre"`` or ``"midpoint"``.
         reduction: ``"mean"`` or ``"sum"`` over rows, or ``"none"`` for ``(...)``.
 
@@ -220,7 +220,7 @@ def kde_cross_entropy(
 
 
 class KDECrossEntropy(nn.Module):
-    r"""Module form of :func:`kde_cross_entropy`, called as ``loss_fn(logits, locations, low, high)``.
+    r"""Module form of :func:`~latentshape.functional.kde_cross_entropy`, called as ``loss_fn(logits, locations, low, high)``.
 
     .. math:: L = -\frac{1}{b-a}\int_a^b \log \sum_j \operatorname{softmax}(z)_j K_h(x - x_j)\,dx
 

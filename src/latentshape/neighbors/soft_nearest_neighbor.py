@@ -176,7 +176,7 @@ def annealed_temperature(epoch: int, initial: float = 1.0, rate: float = 0.55) -
 
 
 class SoftNearestNeighborLoss(nn.Module):
-    r"""Module form of :func:`soft_nearest_neighbor_loss`, called as ``loss_fn(features, labels)``.
+    r"""Module form of :func:`~latentshape.functional.soft_nearest_neighbor_loss`, called as ``loss_fn(features, labels)``.
 
     .. math:: L = -\frac{1}{N}\sum_i \log\Bigl(\epsilon + \sum_{j \ne i, y_j = y_i}
               \frac{e^{-D_{ij}/T}}{\epsilon + \sum_{k \ne i} e^{-D_{ik}/T}}\Bigr)

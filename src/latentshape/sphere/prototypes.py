@@ -40,7 +40,7 @@ def prototype_separation(prototypes: Tensor) -> Tensor:
 
     .. math:: \frac{1}{C} \sum_i \max_{j \ne i} \cos(p_i, p_j)
 
-    This is the separation objective that :func:`fit_prototypes` minimizes (lower is
+    This is the separation objective that :func:`~latentshape.fit_prototypes` minimizes (lower is
     better separated). Reference: Mettes et al., NeurIPS 2019, Eq. 3.
 
     >>> import torch

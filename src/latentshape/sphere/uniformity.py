@@ -109,7 +109,7 @@ def alignment_loss(x: Tensor, y: Tensor, alpha: float = 2.0, normalize: bool = T
 
 
 class UniformityLoss(nn.Module):
-    r"""Module form of :func:`uniformity_loss`:
+    r"""Module form of :func:`~latentshape.functional.uniformity_loss`:
     :math:`\log \operatorname{mean}_{i \ne j} \exp(-t \lVert u_i - u_j \rVert^2)`.
 
     Reference: Wang & Isola, ICML 2020.
@@ -136,7 +136,7 @@ class UniformityLoss(nn.Module):
 
 
 class AlignmentLoss(nn.Module):
-    r"""Module form of :func:`alignment_loss`:
+    r"""Module form of :func:`~latentshape.functional.alignment_loss`:
     :math:`\operatorname{mean}_i \lVert u_i - v_i \rVert^{\alpha}`, called as ``loss_fn(x, y)``.
 
     Reference: Wang & Isola, ICML 2020.

@@ -28,7 +28,7 @@ __all__ = ["radial_distance", "radial_null_moments"]
 def radial_distance(t: Tensor, score: Tensor) -> Tensor:
     r"""Radial transport cost of ``t`` (..., N) with scores ``score`` = Phi^-1(t); shape ``(...)``.
 
-    Both inputs share dtype (float64 from :func:`~latentshape.wristband.map.wristband_map`).
+    Both inputs share dtype (float64 from :func:`~latentshape.wristband_map`).
 
     >>> t = torch.tensor([0.125, 0.375, 0.625, 0.875], dtype=torch.float64)   # exactly the q_i
     >>> float(radial_distance(t, torch.special.ndtri(t)))
