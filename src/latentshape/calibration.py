@@ -70,7 +70,7 @@ class NullStats:
 
     @classmethod
     def from_samples(cls, values: Tensor, keep_draws: bool = False) -> "NullStats":
-        """Estimate from null draws of shape ``(R, C)``; ``keep_draws`` stores them in :attr:`draws`."""
+        """Estimate from null draws of shape ``(R, C)``; ``keep_draws`` stores them in ``draws``."""
         values = values.detach().to("cpu", torch.float64)
         if values.dim() != 2 or values.shape[0] < 2:
             raise ValueError(f"need null samples of shape (R >= 2, C), got {tuple(values.shape)}")
@@ -134,7 +134,7 @@ def monte_carlo_null(
     Draws are made in chunks of at most ``max_elements`` numbers from a generator seeded with
     ``seed``: the same arguments give the same batches, whatever the statistic. A progress bar
     appears if calibration runs longer than two seconds. ``keep_draws`` keeps the raw values in
-    :attr:`NullStats.draws` (for empirical p-values).
+    ``NullStats.draws`` (for empirical p-values).
 
     >>> stats = monte_carlo_null(lambda x: x.mean(dim=(-2, -1)), n=10, d=3, samples=4000)
     >>> abs(float(stats.mean)) < 0.01, abs(float(stats.std) * 30 ** 0.5 - 1) < 0.05

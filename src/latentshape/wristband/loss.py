@@ -32,28 +32,34 @@ class WristbandLoss(BatchStatistic):
     r"""Wristband Gaussian Loss: pushes a batch of embeddings ``(..., N, d)`` toward N(0, I).
 
     The batch is mapped to the wristband :math:`(u, t) \in S^{d-1} \times [0, 1]`
-    (:func:`~latentshape.wristband.map.wristband_map`), where N(0, I) is exactly the uniform
+    (:func:`~latentshape.wristband_map`), where N(0, I) is exactly the uniform
     product law; a kernel repulsion (``rep``) pushes toward that uniform law, helped by a 1-D
     transport term on the radius (``rad``), an optional angular uniformity term (``ang``) and a
     moment penalty (``mom``); docs/theory.md derives each.
 
-    Args (keyword-only):
+    Configuration is keyword-only.
+
+    Args:
         method: ``"spectral"`` (O(N), Mercer expansion) or ``"pairwise"`` (exact kernel, O(N^2) time,
             O(N) memory).
         degree: spherical-harmonic degree kept by the spectral path (0, 1 or 2). Degree <= 1 only
             sees the mean direction: two opposite lobes are invisible to it.
         k_modes: highest radial cosine mode (modes 0..k_modes) of the spectral path.
-        beta: kernel sharpness. alpha: angular scale (default :math:`\alpha^2 = 1/12` chordal,
-            :math:`2/(3\pi^2)` geodesic).
+        beta: kernel sharpness.
+        alpha: angular scale (default :math:`\alpha^2 = 1/12` chordal, :math:`2/(3\pi^2)` geodesic).
         angular: ``"chordal"`` or ``"geodesic"`` angular kernel.
         average: ``"global"`` (log of the mean energy) or ``"per_point"`` (mean of log row energies).
-        lambda_rad, lambda_ang, lambda_mom: component weights. moment: moment penalty kind
-            (``w2``, ``kl_diag``, ``kl_full``, ``jeff_diag``, ``jeff_full``, ``mu_only``).
+        lambda_rad: weight of the radial term.
+        lambda_ang: weight of the angular uniformity term.
+        lambda_mom: weight of the moment penalty.
+        moment: moment penalty kind (``w2``, ``kl_diag``, ``kl_full``, ``jeff_diag``, ``jeff_full``,
+            ``mu_only``).
         calibrate: return z-scores against the null at the batch's (N, d) (default), else raw values.
             The global spectral path calibrates in closed form (milliseconds, any N and d); the
             others by Monte-Carlo at the first batch of each new (N, d).
         null_samples: Monte-Carlo null batches per new (N, d) where Monte-Carlo is used; default 512
-            (spectral ``per_point``), 128 (pairwise). null_seed: seed of those draws.
+            (spectral ``per_point``), 128 (pairwise).
+        null_seed: seed of those draws.
         distributed: under an initialized ``torch.distributed`` process group, compute the loss of
             the global batch (every rank's rows concatenated; N may differ per rank), calibrated at
             the global N. The value is the same on every rank and each rank's input gradient is its
