@@ -76,6 +76,7 @@ class BatchStatistic(nn.Module):
         raise NotImplementedError
 
     def _config(self, d: int) -> Hashable:
+        """A hashable description of everything the null law depends on at width ``d`` (a cache key)."""
         raise NotImplementedError
 
     # -- optional hooks -------------------------------------------------------------------------
