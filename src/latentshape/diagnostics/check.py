@@ -56,6 +56,7 @@ _MAX_DRAW_ELEMENTS = 1 << 22
 
 def check(
     x: Tensor | np.ndarray,
+    *,
     wristband: WristbandLoss | None = None,
     null_samples: int = 100,
     seed: int = 0,
@@ -88,95 +89,106 @@ def check(
     """
     batch = _validated(x)
     n, d = batch.shape
+    _check_options(null_samples, max_pairwise, alpha)
+    wristband = WristbandLoss() if wristband is None else wristband
+    subsample, notes = _random_rows(batch, max_pairwise, seed)
+    if subsample.shape[0] < n:
+        notes[-1] = f"wristband, Mardia, Henze-Zirkler and kNN KL use {notes[-1]} (their cost is O(N^2 d)); raise max_pairwise to use more"
+    m = subsample.shape[0]
+    if not 1 <= neighbors < m:
+        raise ValueError(f"neighbors must be in [1, {m - 1}], got {neighbors}")
+    wristband_parts, null_total, null_fit = _wristband_and_null(wristband, subsample, null_samples, seed, neighbors)
+    null_label = f"MC {null_samples} @ ({m}, {d})"
+    tests = [_wristband_test(wristband, wristband_parts, null_total, null_label)]
+    tests += _exact_tests(batch)
+    tests += _gaussian_fit_tests(subsample, null_fit, neighbors, null_label)
+    adjusted = holm(np.array([test.p_value for test in tests]))
+    for test, p in zip(tests, adjusted):
+        test.p_holm = float(p)
+        test.rejected = bool(p <= alpha)
+    moments, squared_norms = dimension_moments_test(batch.numpy()), (batch * batch).sum(dim=-1).numpy()
+    sample, plot_notes = _random_rows(batch, _PLOT_ROWS, seed + 1)
+    notes += [f"plots of coordinates use {note}" for note in plot_notes]
+    return Report(
+        n=n, d=d, pairwise_rows=m, alpha=alpha, null_samples=null_samples, seed=seed, tests=tests,
+        wristband=wristband_parts, dimension_mean=moments.mean, dimension_std=moments.std,
+        dimension_p=np.minimum(moments.p_mean, moments.p_variance), notes=notes, squared_norms=squared_norms, sample=sample.numpy(),
+    )
+
+
+def _random_rows(batch: Tensor, limit: int, seed: int) -> tuple[Tensor, list[str]]:
+    """At most ``limit`` rows of ``batch``, drawn with ``seed`` (in their order), and a note if subsampled."""
+    n = batch.shape[0]
+    if n <= limit:
+        return batch, []
+    rows = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit].sort().values
+    return batch[rows], [f"a random subsample of {limit} of {n} rows"]
+
+
+def _check_options(null_samples: int, max_pairwise: int, alpha: float) -> None:
     if null_samples < 20:
         raise ValueError(f"null_samples must be >= 20 for a three-moment fit, got {null_samples}")
     if max_pairwise < MIN_POINTS:
         raise ValueError(f"max_pairwise must be >= {MIN_POINTS}, got {max_pairwise}")
     if not 0 < alpha < 1:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
-    wristband = WristbandLoss() if wristband is None else wristband
-    notes: list[str] = []
 
-    subsample = batch
-    if n > max_pairwise:
-        generator = torch.Generator().manual_seed(seed)
-        rows = torch.randperm(n, generator=generator)[:max_pairwise].sort().values
-        subsample = batch[rows]
-        notes.append(
-            f"wristband, Mardia, Henze-Zirkler and kNN KL use a random subsample of {max_pairwise} of "
-            f"{n} rows (their cost is O(N^2 d)); raise max_pairwise to use more"
-        )
-    m = subsample.shape[0]
-    if not 1 <= neighbors < m:
-        raise ValueError(f"neighbors must be in [1, {m - 1}], got {neighbors}")
-    wristband_parts, null_total, null_fit = _wristband_and_null(wristband, subsample, null_samples, seed, neighbors)
-    null_label = f"MC {null_samples} @ ({m}, {d})"
-    observed_total = wristband_parts["total"]
+
+def _wristband_test(wristband: WristbandLoss, parts: dict[str, float], null_total: np.ndarray, label: str) -> TestResult:
+    observed_total = parts["total"]
     largest = max((name for name, w in zip(wristband.component_names, wristband.weights) if w > 0),
-                  key=lambda name: wristband_parts[name])
-    wristband_detail = "z-score, ~N(0, 1)-scaled under H0"
+                  key=lambda name: parts[name])
+    detail = "z-score, ~N(0, 1)-scaled under H0"
     if observed_total > 3:
-        wristband_detail = f"{observed_total:.1f} null sd from N(0, I); largest part {largest} (z = {wristband_parts[largest]:.1f})"
-    tests = [_mc_test("wristband total", observed_total, null_total, "greater", null_label, wristband_detail)]
+        detail = f"{observed_total:.1f} null sd from N(0, I); largest part {largest} (z = {parts[largest]:.1f})"
+    return _mc_test("wristband total", observed_total, null_total, "greater", label, detail)
 
+
+def _exact_tests(batch: Tensor) -> list[TestResult]:
+    """Per-dimension mean/std, per-dimension KS and KS of t: exact nulls, all rows."""
+    d = batch.shape[1]
     moments = dimension_moments_test(batch.numpy())
     per_dimension_p = np.minimum(moments.p_mean, moments.p_variance)
     worst = int(np.argmin(per_dimension_p))
     largest_z = float(scipy.stats.norm.isf(0.5 * max(per_dimension_p[worst], 1e-300)))
-    tests.append(TestResult(
-        name="per-dim mean/std", statistic=largest_z, null_mean=math.nan, null_std=math.nan,
-        p_value=float(moments.p_value), null="exact, Šidák over 2d",
-        detail=f"largest |z| of {2 * d} tests: dim {worst}, mean {moments.mean[worst]:+.3f}, std {moments.std[worst]:.3f}",
-    ))
-
     marginal_distance, marginal_p, marginal_combined = marginal_ks_test(batch.numpy())
     shape_worst = int(np.argmin(marginal_p))
-    tests.append(TestResult(
-        name="per-dim KS vs N(0,1)", statistic=float(marginal_distance[shape_worst]), null_mean=math.nan,
-        null_std=math.nan, p_value=float(marginal_combined), null="exact, Šidák over d",
-        detail=f"largest D of {d} marginals: dim {shape_worst}",
-    ))
-
-    squared_norms = (batch * batch).sum(dim=-1).numpy()
-    t = chi2_cdf(squared_norms, d)
+    t = chi2_cdf((batch * batch).sum(dim=-1).numpy(), d)
     ks_statistic, ks_p = ks_uniform(t)
-    tests.append(TestResult(
-        name="KS of t vs U[0,1]", statistic=float(ks_statistic), null_mean=math.nan, null_std=math.nan,
-        p_value=float(ks_p), null="exact (Kolmogorov)",
-        detail=f"t mean {t.mean():.3f}, sd {t.std():.3f} (H0: 0.500, 0.289)",
-    ))
+    return [
+        TestResult(name="per-dim mean/std", statistic=largest_z, null_mean=math.nan, null_std=math.nan,
+                   p_value=float(moments.p_value), null="exact, Šidák over 2d",
+                   detail=f"largest |z| of {2 * d} tests: dim {worst}, mean {moments.mean[worst]:+.3f}, "
+                          f"std {moments.std[worst]:.3f}"),
+        TestResult(name="per-dim KS vs N(0,1)", statistic=float(marginal_distance[shape_worst]), null_mean=math.nan,
+                   null_std=math.nan, p_value=float(marginal_combined), null="exact, Šidák over d",
+                   detail=f"largest D of {d} marginals: dim {shape_worst}"),
+        TestResult(name="KS of t vs U[0,1]", statistic=float(ks_statistic), null_mean=math.nan, null_std=math.nan,
+                   p_value=float(ks_p), null="exact (Kolmogorov)",
+                   detail=f"t mean {t.mean():.3f}, sd {t.std():.3f} (H0: 0.500, 0.289)"),
+    ]
 
-    observed_fit = gaussian_fit_statistics(subsample, k=neighbors)
-    skewness, kurtosis, hz, kl = (float(v) for v in observed_fit)
+
+def _gaussian_fit_tests(subsample: Tensor, null_fit: np.ndarray, neighbors: int, label: str) -> list[TestResult]:
+    """Mardia skewness and kurtosis, Henze-Zirkler and kNN KL against their Monte-Carlo nulls."""
+    m, d = subsample.shape
+    skewness, kurtosis, hz, kl = (float(v) for v in gaussian_fit_statistics(subsample, k=neighbors))
     side = "above" if skewness > null_fit[:, 0].mean() else "below"
-    tests.append(_mc_test("Mardia skewness", skewness, null_fit[:, 0], "two-sided", null_label,
-                          f"b1 = mean (x_i.x_j)^3, {side} its null mean"))
     tail = "heavier" if kurtosis > null_fit[:, 1].mean() else "lighter"
-    tests.append(_mc_test("Mardia kurtosis", kurtosis, null_fit[:, 1], "two-sided", null_label,
-                          f"{tail} tails than N(0, I) (d(d+2) = {d * (d + 2)})"))
     smoothing = henze_zirkler_smoothing(m, d)
     hz_detail = f"char. function distance, beta = {smoothing:.2f}"
     if smoothing * smoothing * d > 30:  # a typical pair has weight exp(-beta^2 d) < 1e-13: little power
         hz_detail += f"; near-degenerate at d = {d} (low power)"
-    tests.append(_mc_test("Henze-Zirkler", hz, null_fit[:, 2], "greater", null_label, hz_detail))
     excess = kl - float(null_fit[:, 3].mean())
-    tests.append(_mc_test("kNN KL(P || N(0,I))", kl, null_fit[:, 3], "two-sided", null_label,
-                          f"{excess:+.3f} nats vs its null mean (k = {neighbors})"))
-
-    adjusted = holm(np.array([test.p_value for test in tests]))
-    for test, p in zip(tests, adjusted):
-        test.p_holm = float(p)
-        test.rejected = bool(p <= alpha)
-
-    sample = batch
-    if n > _PLOT_ROWS:
-        sample = batch[torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))[:_PLOT_ROWS]]
-        notes.append(f"plots of coordinates use a random subsample of {_PLOT_ROWS} rows")
-    return Report(
-        n=n, d=d, pairwise_rows=m, alpha=alpha, null_samples=null_samples, seed=seed, tests=tests,
-        wristband=wristband_parts, dimension_mean=moments.mean, dimension_std=moments.std,
-        dimension_p=per_dimension_p, notes=notes, squared_norms=squared_norms, sample=sample.numpy(),
-    )
+    return [
+        _mc_test("Mardia skewness", skewness, null_fit[:, 0], "two-sided", label,
+                 f"b1 = mean (x_i.x_j)^3, {side} its null mean"),
+        _mc_test("Mardia kurtosis", kurtosis, null_fit[:, 1], "two-sided", label,
+                 f"{tail} tails than N(0, I) (d(d+2) = {d * (d + 2)})"),
+        _mc_test("Henze-Zirkler", hz, null_fit[:, 2], "greater", label, hz_detail),
+        _mc_test("kNN KL(P || N(0,I))", kl, null_fit[:, 3], "two-sided", label,
+                 f"{excess:+.3f} nats vs its null mean (k = {neighbors})"),
+    ]
 
 
 def _mc_test(name: str, observed: float, null: np.ndarray, alternative: str, label: str, detail: str) -> TestResult:
