@@ -222,6 +222,20 @@ _MOMENT_EXPANSION = {  # kind: (c_mu, kernel of Q)
 }
 
 
+def _moment_kernel_terms(q_kind: str | None, d: int, sum_a_nu: float, a0: float, lam: list[float],
+                         c2: float, c4: float) -> tuple[float, float, float, float, float]:
+    """Covariance terms of the moment penalty's quadratic kernel g (Q = V-statistic of g) with the
+    energy kernel h: (E[h g] off-diagonal, Cov of the diagonals, E[g_A g] for A, E[g^2], Var g(i, i))."""
+    if q_kind == "full":  # kernel g = tr(A A') = (x.x')^2 - r^2 - r'^2 + d, A = x x^T - I
+        h_g = sum_a_nu * (lam[0] + lam[2] * (d - 1)) / d - a0 * lam[0] * d
+        self_g = c4 - 2.0 * c2  # Cov(h(i, i), g(i, i) = r^4 - 2 r^2 + d)
+        return h_g, self_g, lam[2] * d * (d - 1), 2.0 * d * (d + 1), 8.0 * d * (d * d + 3 * d + 3)
+    if q_kind == "diagonal":  # kernel g = sum_p (x_p^2 - 1)(x'_p^2 - 1)
+        h_g = sum_a_nu * (lam[0] / d + lam[2] * 2.0 * (d - 1) / (d * (d + 2))) - a0 * lam[0] * d
+        return h_g, 3.0 * c4 / (d + 2) - 2.0 * c2, lam[2] * 2.0 * d * (d - 1) / (d + 2), 4.0 * d, 56.0 * d
+    return 0.0, 0.0, 0.0, 0.0, 0.0
+
+
 def spectral_null_covariances(
     n: int,
     d: int,
@@ -234,12 +248,10 @@ def spectral_null_covariances(
     rad and mom (kernel table above); keys are pairs like ``("E", "rad")``.
 
     E-A and the |mu|^2 part of mom are exact; pairs with rad are exact to leading order in 1/N. The
-    covariance part F of mom is quadratic in S - I only while d << N; as d / N grows its law
-    spreads (Marchenko-Pastur) but its *correlations* with E, A and rad barely move (Monte-Carlo:
-    within ~0.05 from d/N = 1/16 to 4). So F enters through its small-(d/N) correlations, scaled by
-    its actual sd when ``moment_variance`` (the null variance of mom) is given. Known gap: for
-    d > N the A-mom correlation is overestimated (0.25 against 0.08 at N = 64, d = 256), which only
-    matters with ``lambda_ang > 0`` (the total's sd then reads a few % low).
+    covariance part F of mom (quadratic in S - I while d << N) enters through its small-(d/N)
+    correlations, which barely move up to d/N = 4 (Monte-Carlo), scaled by its actual sd when
+    ``moment_variance`` is given. Known gap: for d > N the A-mom correlation is overestimated
+    (0.25 against 0.08 at N = 64, d = 256); it matters only with ``lambda_ang > 0``.
     """
     if moment not in _MOMENT_EXPANSION:
         raise ValueError(f"unknown moment penalty {moment!r}")
@@ -260,18 +272,7 @@ def spectral_null_covariances(
     nu = np.array(e["nu"], copy=True)  # E[cos(k pi t) r^2]
     nu[0] = d
     sum_a_nu = float((a * nu**2).sum())
-    if q_kind == "full":  # kernel g = tr(A A') = (x.x')^2 - r^2 - r'^2 + d, A = x x^T - I
-        h_g = sum_a_nu * (lam[0] + lam[2] * (d - 1)) / d - a[0] * lam[0] * d
-        self_g = c4 - 2.0 * c2  # Cov(h(i, i), g(i, i) = r^4 - 2 r^2 + d)
-        angular_g = lam[2] * d * (d - 1)
-        g_square, g_self_variance = 2.0 * d * (d + 1), 8.0 * d * (d * d + 3 * d + 3)
-    elif q_kind == "diagonal":  # kernel g = sum_p (x_p^2 - 1)(x'_p^2 - 1)
-        h_g = sum_a_nu * (lam[0] / d + lam[2] * 2.0 * (d - 1) / (d * (d + 2))) - a[0] * lam[0] * d
-        self_g = 3.0 * c4 / (d + 2) - 2.0 * c2
-        angular_g = lam[2] * 2.0 * d * (d - 1) / (d + 2)
-        g_square, g_self_variance = 4.0 * d, 56.0 * d
-    else:
-        h_g = self_g = angular_g = g_square = g_self_variance = 0.0
+    h_g, self_g, angular_g, g_square, g_self_variance = _moment_kernel_terms(q_kind, d, sum_a_nu, a[0], lam, c2, c4)
     # F ~ Q / 4 = V-statistic with kernel g / 4; rescaled to F's actual null sd when known
     f_scale = 0.25
     if moment_variance is not None and q_kind is not None:
