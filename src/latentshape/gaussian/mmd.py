@@ -122,9 +122,12 @@ class GaussianMMD(BatchStatistic):
 
     Reference: Gretton et al. (2012), "A kernel two-sample test".
 
-    >>> loss_fn = GaussianMMD()
+    >>> loss_fn = GaussianMMD()                   # a z-score against its exact null at (N, d)
     >>> x = torch.randn(256, 8, generator=torch.Generator().manual_seed(0))
-    >>> abs(float(loss_fn(x))) < 0.01, float(loss_fn(x + 1.0)) > 0.1
+    >>> abs(float(loss_fn(x))) < 3, float(loss_fn(x + 1.0)) > 100
+    (True, True)
+    >>> raw = GaussianMMD(calibrate=False)        # the squared MMD itself
+    >>> abs(float(raw(x))) < 0.01, float(raw(x + 1.0)) > 0.1
     (True, True)
     """
 

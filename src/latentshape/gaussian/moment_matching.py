@@ -117,12 +117,15 @@ class MomentMatchingLoss(BatchStatistic):
     The answer to a recurring question (Cross Validated, "regularize an embedding to be Gaussian"):
     match the first two moments of each minibatch.
 
-    >>> loss_fn = MomentMatchingLoss()
     >>> x = torch.randn(1000, 3, generator=torch.Generator().manual_seed(0))
-    >>> float(loss_fn(x)) < 0.05, float(loss_fn(2.0 * x)) > 20      # ||4 I - I||_F^2 = 27
+    >>> raw = MomentMatchingLoss(calibrate=False)
+    >>> float(raw(x)) < 0.05, float(raw(2.0 * x)) > 20                 # ||4 I - I||_F^2 = 27
     (True, True)
-    >>> float(MomentMatchingLoss(penalty="w2")(2.0 * x))           # (sqrt(4) - 1)^2 per dimension
+    >>> float(MomentMatchingLoss(penalty="w2", calibrate=False)(2.0 * x))   # (sqrt(4) - 1)^2 per dimension
     1.0...
+    >>> loss_fn = MomentMatchingLoss(null_samples=256)                 # default: a z-score (Monte-Carlo null)
+    >>> abs(float(loss_fn(x))) < 4, float(loss_fn(2.0 * x)) > 100
+    (True, True)
     """
 
     def __init__(

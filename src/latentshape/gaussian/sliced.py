@@ -86,9 +86,12 @@ class SlicedWassersteinGaussian(RandomSlicingLoss):
 
     References: Bonneel et al. (2015); Deshpande et al. (2018).
 
-    >>> loss_fn = SlicedWassersteinGaussian(slices=64, seed=0)
     >>> x = torch.randn(256, 8, generator=torch.Generator().manual_seed(1))
-    >>> float(loss_fn(x)) < 0.05, float(loss_fn(3 * x)) > 1.0
+    >>> raw = SlicedWassersteinGaussian(slices=64, seed=0, calibrate=False)
+    >>> float(raw(x)) < 0.05, float(raw(3 * x)) > 1.0
+    (True, True)
+    >>> loss_fn = SlicedWassersteinGaussian(slices=64, seed=0, null_samples=128)   # default: a z-score
+    >>> abs(float(loss_fn(x))) < 4, float(loss_fn(3 * x)) > 100
     (True, True)
     """
 
