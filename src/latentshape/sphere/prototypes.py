@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..validation import is_compiling, as_embeddings
 from ..geometry import normalize_rows
-from .prototype_fitting import fit_prototypes, prototype_separation  # re-exported: placed here before
+from .prototype_fitting import fit_prototypes, prototype_separation  # re-exported: public names of this module too
 
 __all__ = [
     "fit_prototypes",
