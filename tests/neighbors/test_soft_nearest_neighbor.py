@@ -258,7 +258,7 @@ def test_layerwise_loss_uses_hooked_activations():
     assert total.item() == pytest.approx(sum(v.item() for v in expected.values()), abs=1e-6)
     total.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-    minimum = LayerwiseSoftNearestNeighborLoss(model, ["encoder", "head"], 0.5, "euclidean", reduction="min")
+    minimum = LayerwiseSoftNearestNeighborLoss(model, ["encoder", "head"], temperature=0.5, distance="euclidean", reduction="min")
     model(inputs)
     assert minimum(labels).item() == pytest.approx(min(v.item() for v in expected.values()), abs=1e-6)
     minimum.remove()

@@ -43,7 +43,7 @@ def test_alignment_matches_float64_brute_force(alpha):
     g = torch.Generator().manual_seed(2)
     x, y = torch.randn(11, 5, generator=g, dtype=torch.float64), torch.randn(11, 5, generator=g, dtype=torch.float64)
     assert alignment_loss(x, y, alpha=alpha).item() == pytest.approx(brute_alignment(x, y, alpha), abs=1e-12)
-    assert AlignmentLoss(alpha)(x, y).item() == pytest.approx(brute_alignment(x, y, alpha), abs=1e-12)
+    assert AlignmentLoss(alpha=alpha)(x, y).item() == pytest.approx(brute_alignment(x, y, alpha), abs=1e-12)
 
 
 def test_uniformity_of_known_configurations():

@@ -19,13 +19,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import TYPE_CHECKING, Callable, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .autoencoder import GaussianAutoencoder
+
+if TYPE_CHECKING:
+    from tqdm.auto import tqdm
 
 __all__ = ["TrainingHistory", "train_autoencoder", "reconstruction_error"]
 
@@ -88,6 +91,43 @@ def train_autoencoder(
     >>> len(history.reconstruction), history.steps
     (2, 4)
     """
+    _check_training_inputs(model, data, epochs, reconstruction)
+    objective = _Objective(
+        regularizer=_resolve_regularizer(regularizer, data.device),
+        gaussian_weight=gaussian_weight,
+        reconstruction=reconstruction,
+        latent_noise=latent_noise,
+    )
+    batch_size = max(2, min(int(batch_size), data.shape[0]))
+    batches_per_epoch = data.shape[0] // batch_size
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    schedule = _cosine_schedule(optimizer, total_steps=max(1, epochs * batches_per_epoch))
+    shuffle = torch.Generator().manual_seed(seed)
+    history = TrainingHistory()
+    started = time.perf_counter()
+    model.train()
+    bar = _progress_bar(epochs, description) if progress else None
+    for _ in range(epochs):
+        means = _train_epoch(model, data, objective, optimizer, schedule, shuffle, batch_size, batches_per_epoch)
+        _record_epoch(history, means, batches_per_epoch, bar)
+    if bar is not None:
+        bar.close()
+    model.eval()
+    history.seconds = time.perf_counter() - started
+    return history
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """The per-batch objective: mean reconstruction loss plus the weighted Gaussian regularizer."""
+
+    regularizer: Callable[[Tensor], Tensor]
+    gaussian_weight: float
+    reconstruction: Literal["bce", "mse"]
+    latent_noise: float
+
+
+def _check_training_inputs(model: GaussianAutoencoder, data: Tensor, epochs: int, reconstruction: str) -> None:
     if data.dim() != 2 or data.shape[-1] != model.data_dim:
         raise ValueError(f"data must have shape (M, {model.data_dim}), got {tuple(data.shape)}")
     if data.shape[0] < 2:
@@ -98,64 +138,85 @@ def train_autoencoder(
         raise ValueError(f"reconstruction must be 'bce' or 'mse', got {reconstruction!r}")
     if reconstruction == "bce" and model.output != "sigmoid":
         raise ValueError("reconstruction='bce' needs a model with output='sigmoid'")
+
+
+def _resolve_regularizer(regularizer: Callable[[Tensor], Tensor] | None, device: torch.device) -> Callable[[Tensor], Tensor]:
     if regularizer is None:
         from ..wristband import WristbandLoss
 
         regularizer = WristbandLoss()
     if isinstance(regularizer, nn.Module):
-        regularizer = regularizer.to(data.device)
+        regularizer = regularizer.to(device)
+    return regularizer
 
-    batch_size = max(2, min(int(batch_size), data.shape[0]))
-    batches_per_epoch = data.shape[0] // batch_size
-    total_steps = max(1, epochs * batches_per_epoch)
-    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
+
+def _cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning-rate factor decaying on a cosine from 1 to 0.05 over ``total_steps``, then flat."""
+    return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / total_steps))
     )
-    shuffle = torch.Generator().manual_seed(seed)
-    history = TrainingHistory()
-    started = time.perf_counter()
-    model.train()
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=epochs, desc=description, unit="epoch", leave=True)
-    for _ in range(epochs):
-        order = torch.randperm(data.shape[0], generator=shuffle).to(data.device)
-        sums = torch.zeros(3, dtype=torch.float64)
-        for step in range(batches_per_epoch):
-            batch = data[order[step * batch_size : (step + 1) * batch_size]]
-            z = model.encode(batch)
-            if latent_noise > 0:
-                noise = torch.randn(z.shape, generator=shuffle).to(z.device, z.dtype)
-                x_hat = model.decode(z + latent_noise * noise)
-            else:
-                x_hat = model.decode(z)
-            if reconstruction == "bce":
-                fit = F.binary_cross_entropy(x_hat, batch, reduction="sum") / batch.shape[0]
-            else:
-                fit = F.mse_loss(x_hat, batch, reduction="sum") / batch.shape[0]
-            gaussianity = regularizer(z)
-            loss = fit + gaussian_weight * gaussianity
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            with torch.no_grad():
-                mse = F.mse_loss(x_hat, batch)
-            sums += torch.tensor([float(mse), float(gaussianity.detach()), float(loss.detach())], dtype=torch.float64)
-        means = (sums / max(1, batches_per_epoch)).tolist()
-        history.reconstruction.append(means[0])
-        history.gaussianity.append(means[1])
-        history.loss.append(means[2])
-        history.steps += batches_per_epoch
-        if bar is not None:
-            bar.set_postfix(mse=f"{means[0]:.4f}", gaussianity=f"{means[1]:.1f}")
-            bar.update(1)
+def _progress_bar(epochs: int, description: str) -> tqdm:
+    from tqdm.auto import tqdm  # imported on use: keeps `import latentshape` light
+
+    return tqdm(total=epochs, desc=description, unit="epoch", leave=True)
+
+
+def _train_epoch(
+    model: GaussianAutoencoder,
+    data: Tensor,
+    objective: _Objective,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LambdaLR,
+    shuffle: torch.Generator,
+    batch_size: int,
+    batches_per_epoch: int,
+) -> list[float]:
+    """One pass over a fresh shuffle of ``data``; returns the means of (mse, gaussianity, loss)."""
+    order = torch.randperm(data.shape[0], generator=shuffle).to(data.device)
+    sums = torch.zeros(3, dtype=torch.float64)
+    for step in range(batches_per_epoch):
+        batch = data[order[step * batch_size : (step + 1) * batch_size]]
+        sums += _train_step(model, batch, objective, optimizer, schedule, shuffle)
+    return (sums / max(1, batches_per_epoch)).tolist()
+
+
+def _train_step(
+    model: GaussianAutoencoder,
+    batch: Tensor,
+    objective: _Objective,
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LambdaLR,
+    noise_generator: torch.Generator,
+) -> Tensor:
+    """One optimizer step on ``batch``; returns float64 (mse per feature, gaussianity, loss)."""
+    z = model.encode(batch)
+    if objective.latent_noise > 0:
+        noise = torch.randn(z.shape, generator=noise_generator).to(z.device, z.dtype)
+        x_hat = model.decode(z + objective.latent_noise * noise)
+    else:
+        x_hat = model.decode(z)
+    if objective.reconstruction == "bce":
+        fit = F.binary_cross_entropy(x_hat, batch, reduction="sum") / batch.shape[0]
+    else:
+        fit = F.mse_loss(x_hat, batch, reduction="sum") / batch.shape[0]
+    gaussianity = objective.regularizer(z)
+    loss = fit + objective.gaussian_weight * gaussianity
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    with torch.no_grad():
+        mse = F.mse_loss(x_hat, batch)
+    return torch.tensor([float(mse), float(gaussianity.detach()), float(loss.detach())], dtype=torch.float64)
+
+
+def _record_epoch(history: TrainingHistory, means: list[float], batches_per_epoch: int, bar: tqdm | None) -> None:
+    history.reconstruction.append(means[0])
+    history.gaussianity.append(means[1])
+    history.loss.append(means[2])
+    history.steps += batches_per_epoch
     if bar is not None:
-        bar.close()
-    model.eval()
-    history.seconds = time.perf_counter() - started
-    return history
+        bar.set_postfix(mse=f"{means[0]:.4f}", gaussianity=f"{means[1]:.1f}")
+        bar.update(1)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from ..validation import as_embeddings
 from ..geometry import normalize_rows, pairwise_squared_distances
+from ._checks import _check_distance, _check_positive, _temperature_tensor
 
 __all__ = [
     "pairwise_distances",
@@ -22,32 +23,9 @@ __all__ = [
 ]
 
 Distance = Literal["cosine", "euclidean"]
-_DISTANCES = ("cosine", "euclidean")
 # Stability epsilon: the seed names it but does not print its value; 1e-5 is the value
 # used by the article author's public implementation (Agarap & Azcarraga, 2020).
 DEFAULT_EPS = 1e-5
-
-
-def _check_distance(distance: str) -> str:
-    if distance not in _DISTANCES:
-        raise ValueError(f"distance must be one of {_DISTANCES}, got {distance!r}")
-    return distance
-
-
-def _check_positive(value: float, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
-
-
-def _temperature_tensor(temperature: float | Tensor, like: Tensor) -> Tensor:
-    if isinstance(temperature, Tensor):
-        if temperature.numel() != 1:
-            raise ValueError("temperature must be a scalar")
-        if not bool((temperature.detach() > 0).all()) or not bool(torch.isfinite(temperature.detach()).all()):
-            raise ValueError(f"temperature must be finite and > 0, got {float(temperature)}")
-        return temperature.reshape(()).to(like.dtype)
-    return like.new_tensor(_check_positive(temperature, "temperature"))
 
 
 def pairwise_distances(features: Tensor, distance: Distance = "cosine") -> Tensor:

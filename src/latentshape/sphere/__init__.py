@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from .prototypes import (
-    PrototypeClassificationLoss,
-    PrototypeRegressionLoss,
-    fit_prototypes,
-    prototype_separation,
-)
+from .prototype_fitting import fit_prototypes, prototype_separation
+from .prototypes import PrototypeClassificationLoss, PrototypeRegressionLoss
 from .uniformity import AlignmentLoss, UniformityLoss, alignment_loss, uniformity_loss
 
 __all__ = [
