@@ -9,7 +9,7 @@ from latentshape.wristband.closed_form_null import (
     spectral_energy_null_moments,
     spectral_rep_null_moments,
 )
-from latentshape.wristband.spectral import angular_coefficients, radial_coefficients
+from latentshape.wristband.mercer import angular_coefficients, radial_coefficients
 
 BETA, ALPHA = 8.0, 12**-0.5
 

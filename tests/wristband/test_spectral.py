@@ -8,7 +8,7 @@ import torch
 from scipy import special
 
 from latentshape.wristband import wristband_energy, wristband_map
-from latentshape.wristband.spectral import angular_coefficients, radial_coefficients
+from latentshape.wristband.mercer import angular_coefficients, radial_coefficients
 
 BETA = 8.0
 ALPHA = 12**-0.5
@@ -50,7 +50,7 @@ def test_chordal_coefficients_match_bessel_formula(d):
 
 @pytest.mark.parametrize("d", [1, 2, 3, 8, 64])
 def test_funk_hecke_quadrature_reproduces_chordal_coefficients(d):
-    from latentshape.wristband.spectral import _funk_hecke_coefficients
+    from latentshape.wristband.mercer import _funk_hecke_coefficients
 
     quadrature = _funk_hecke_coefficients(d, 4, lambda x: np.exp(C * (x - 1)))
     closed = angular_coefficients(d, 4, BETA, ALPHA)
@@ -223,7 +223,7 @@ def test_funk_hecke_quadrature_reproduces_the_chordal_closed_form_at_large_d(d):
     Regression: scipy's Gauss-Jacobi nodes break down near d = 4096 and gave NaN geodesic coefficients.
     """
     from latentshape.wristband.kernel import default_alpha
-    from latentshape.wristband.spectral import _chordal_coefficients, _funk_hecke_coefficients
+    from latentshape.wristband.mercer import _chordal_coefficients, _funk_hecke_coefficients
 
     c = 4.0 / 3.0
     generic = _funk_hecke_coefficients(d, 2, lambda x: np.exp(c * (x - 1.0)))

@@ -57,8 +57,8 @@ from torch import Tensor
 
 from ..calibration import NullStats
 
-from .spectral import MAX_DEGREE as MAX_LEVEL
-from .spectral import zonal_at_one
+from .mercer import MAX_DEGREE as MAX_LEVEL
+from .mercer import zonal_at_one
 
 __all__ = [
     "NullMoments",
@@ -88,7 +88,7 @@ def spectral_energy_null_moments(n: int, d: int, radial: tuple[float, ...], angu
     ``radial`` = :math:`a_0..a_K`, ``angular`` = :math:`\lambda_0..\lambda_L` (see
     :mod:`~latentshape.wristband.spectral`).
 
-    >>> from latentshape.wristband.spectral import radial_coefficients, angular_coefficients
+    >>> from latentshape.wristband.mercer import radial_coefficients, angular_coefficients
     >>> radial, angular = radial_coefficients(8.0, 6), angular_coefficients(8, 2, 8.0, 12 ** -0.5)
     >>> moments = spectral_energy_null_moments(1024, 8, radial, angular)
     >>> round(moments.mean, 4), round(moments.std / moments.mean, 5)   # relative sd ~ 1.4 / N
@@ -317,7 +317,7 @@ def spectral_null_stats(config, n: int, d: int) -> NullStats:
     """
     from ..gaussian.moment_penalty_null import moment_null_moments
     from .radial import radial_null_moments
-    from .spectral import angular_coefficients, radial_coefficients
+    from .mercer import angular_coefficients, radial_coefficients
 
     if config.method != "spectral" or config.average != "global":
         raise ValueError("closed-form null moments exist for the global spectral path only")

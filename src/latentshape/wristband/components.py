@@ -38,16 +38,9 @@ from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .kernel import default_alpha, pairwise_row_sums
 from .map import wristband_map
 from .radial import radial_distance
-from .spectral import (
-    MAX_DEGREE,
-    SpectralSums,
-    angular_coefficients,
-    energy_from_sums,
-    radial_coefficients,
-    spectral_kernel_sums,
-    uses_feature_sums,
-)
 from .fused import fused_spectral_sums
+from .mercer import MAX_DEGREE, angular_coefficients, radial_coefficients
+from .spectral import SpectralSums, energy_from_sums, spectral_kernel_sums, uses_feature_sums
 
 __all__ = [
     "COMPONENT_NAMES",
