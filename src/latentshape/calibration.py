@@ -110,8 +110,10 @@ class NullStats:
         null. Returns ``(total (...), z (..., C))`` in ``values``' dtype.
         """
         z = self.standardize(values)
-        w = torch.as_tensor(weights, dtype=values.dtype).to(values.device)
-        return (z * w).sum(dim=-1) / self.combined_std(w), z
+        w = torch.as_tensor(weights, dtype=torch.float64)
+        variance = w @ self.corr @ w  # tensor arithmetic throughout: traceable by torch.compile
+        scale = torch.where(variance > 0, variance, torch.ones_like(variance)).sqrt().to(values.device, values.dtype)
+        return (z * w.to(values.device, values.dtype)).sum(dim=-1) / scale, z
 
 
 def monte_carlo_null(

@@ -106,6 +106,19 @@ class WristbandConfig:
         return self.alpha if self.alpha is not None else default_alpha(self.angular)
 
 
+_COEFFICIENTS: dict[tuple[WristbandConfig, int], tuple[tuple[float, ...], tuple[float, ...]]] = {}
+
+
+@torch.compiler.disable  # a plain dict lookup, run eagerly: no graph guards on the cache
+def kernel_coefficients(config: WristbandConfig, d: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Radial (a_0..a_K) and angular (lambda_0..lambda_L) Mercer coefficients of ``config`` at width d, cached."""
+    key = (config, d)
+    if key not in _COEFFICIENTS:
+        _COEFFICIENTS[key] = (radial_coefficients(config.beta, config.k_modes),
+                              angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular))
+    return _COEFFICIENTS[key]
+
+
 def _kernel_sums(
     x: Tensor, config: WristbandConfig, per_point: bool, rows: GlobalBatch | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -113,12 +126,11 @@ def _kernel_sums(
 
     With ``rows`` (every rank's N) the four are those of the global batch, replicated on all ranks.
     """
-    radial = radial_coefficients(config.beta, config.k_modes)
+    radial, angular = kernel_coefficients(config, x.shape[-1])
     d = x.shape[-1]
     n_total = rows.total if rows is not None else x.shape[-2]
     if config.method == "spectral" and uses_feature_sums(n_total, d, len(radial), config.degree, per_point):
         # Global energy from batch sums, with the map fused in: a few passes over x (see fused.py).
-        angular = angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular)
         sums, cdf, score = fused_spectral_sums(x, len(radial), config.degree)
         if rows is not None:
             sums = _all_reduce_sums(sums)
@@ -136,7 +148,6 @@ def _kernel_sums(
         kernel_rows, angular_rows = pairwise_row_sums(direction, t, config.beta, config.alpha_value, config.angular)
         energy = kernel_rows if per_point else kernel_rows.mean(dim=-1)
         return energy, angular_rows.mean(dim=-1), cdf, score
-    angular = angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular)
     energy, angular_mean = spectral_kernel_sums(direction, t, radial, angular, per_point=per_point)
     return energy, angular_mean, cdf, score
 
