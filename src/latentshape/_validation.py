@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 from torch import Tensor
 
-__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled", "count_nonfinite_rows"]
+__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled", "count_nonfinite_rows", "representable"]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -58,6 +59,26 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
                 "drop or fix them before computing the loss"
             )
     return x.to(compute_dtype(x.dtype))
+
+
+def representable(value: Tensor, dtype: torch.dtype, what: str) -> Tensor:
+    """``value`` (computed wider, from finite input) cast to ``dtype``, or ValueError if it does not fit.
+
+    A loss of finite input that grows with the input's scale (a squared distance, a variance) can
+    exceed the output dtype's range: that is a one-line error about the scale, never a silent inf.
+    Inside ``torch.compile`` the check is skipped (as the other data-dependent checks are).
+
+    >>> representable(torch.tensor([1e40], dtype=torch.float64), torch.float32, "the loss")
+    Traceback (most recent call last):
+    ...
+    ValueError: the loss is 1e+40, beyond the range of torch.float32: the embeddings' scale is too large; rescale them (or use float64)
+    """
+    out = value.to(dtype)
+    if _compiling() or bool(torch.isfinite(out).all()):
+        return out
+    largest = float(value.detach().abs().nan_to_num(nan=math.inf, posinf=math.inf).max())
+    size = f"is {largest:.3g}, beyond the range of {dtype}" if math.isfinite(largest) else "overflows even float64"
+    raise ValueError(f"{what} {size}: the embeddings' scale is too large; rescale them (or use float64)")
 
 
 def count_nonfinite_rows(x: Tensor) -> int:

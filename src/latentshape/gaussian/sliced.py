@@ -24,6 +24,7 @@ from typing import Hashable
 import torch
 from torch import Tensor
 
+from .._validation import _compiling, representable
 from ..distributed import GlobalBatch, all_gather_rows
 from ._statistic import RandomSlicingLoss
 
@@ -60,7 +61,12 @@ def _sliced_from_projections(projections: Tensor) -> Tensor:
     """Mean over slices and points of (sorted projection - Gaussian quantile)^2; projections ``(..., N, M)``."""
     ordered, _ = torch.sort(projections, dim=-2)
     quantiles = gaussian_quantiles(projections.shape[-2], dtype=ordered.dtype, device=ordered.device)
-    return ((ordered - quantiles.unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
+    value = ((ordered - quantiles.unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
+    if _compiling() or bool(torch.isfinite(value).all()):
+        return value
+    # A square (~ scale^2) overflowed: the float64 mean may still fit; if not, say so, with its size.
+    wide = ((ordered.to(torch.float64) - quantiles.to(torch.float64).unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
+    return representable(wide, value.dtype, "the sliced Wasserstein distance")
 
 
 class SlicedWassersteinGaussian(RandomSlicingLoss):
