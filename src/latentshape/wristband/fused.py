@@ -92,4 +92,4 @@ def _rescaled_block_gradient(rows, inverse, scaled_grad_u, rows_dot, grad_norm, 
     wide = torch.float64
     radial = grad_norm / factor - inverse.to(wide) * rows_dot.to(wide)
     grad = scaled_grad_u.to(wide) + rows.to(wide) * (inverse.to(wide) * radial).unsqueeze(-1)
-    return _finite(grad * factor.unsqueeze(-1)).to(rows.dtype)
+    return _finite(grad * factor.unsqueeze(-1), rows.dtype).to(rows.dtype)

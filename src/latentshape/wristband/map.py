@@ -13,8 +13,14 @@ tails of the incomplete gamma function and a Newton-refined inverse normal CDF w
 and d up to thousands. The backward pass uses the exact derivatives
 :math:`dt/ds = f_{\chi^2_d}(s)` and :math:`dz/ds = f_{\chi^2_d}(s) / \varphi(z)`, taken with
 respect to the norm and in log-space (capped at 1e30 in magnitude).
+Rows whose norm is too small or too large for plain float arithmetic (float32: outside
+2^-60..2^52) are rescaled by powers of two before the direction is formed, so every finite row
+of any scale maps to finite (u, t, z) with finite gradients; a squared norm within 2^24 of the
+dtype's range is refused with a ValueError (the loss would overflow).
 A zero row has no direction: its u is the zero vector (with zero gradient) and its t, z are
-those of s = 1e-300.
+those of s = 1e-300. A batch of zero rows (exact collapse) therefore gets an exactly zero
+gradient: any non-zero one would have to pick a direction, and every rotation-invariant loss
+differentiable at 0 has gradient 0 there.
 """
 
 from __future__ import annotations
@@ -38,7 +44,9 @@ _NEWTON_USELESS = -1e30  # below this the asymptotic start is exact to rounding 
 _SMALLEST_NORMAL = 2.2250738585072014e-308
 _MAX_SLOPE = 1e30
 # Row norms whose squares neither underflow nor overflow in the plain vector_norm of each dtype.
-_SAFE_NORMS = {torch.float32: (2.0**-60, 2.0**60), torch.float64: (2.0**-480, 2.0**480)}
+_SAFE_NORMS = {torch.float32: (2.0**-60, 2.0**52), torch.float64: (2.0**-480, 2.0**480)}
+# A calibrated loss grows like N ||x||^2: squared norms within 2^24 of the dtype's range are refused.
+_RANGE_MARGIN = 2.0**-24
 
 
 class WristbandPoint(NamedTuple):
@@ -68,8 +76,8 @@ def scaled_rows(x: Tensor) -> RowScale:
     """:class:`RowScale` of a float32/float64 batch ``(..., N, d)``: one pass over x when every row norm
     lies in a safe range, and a rescaled copy otherwise.
 
-    Raises ValueError when a squared row norm exceeds a quarter of x's dtype range: every quantity
-    of the wristband loss that grows with the radius would then overflow.
+    Raises ValueError when a squared row norm comes within 2^24 of x's dtype range (float32: norms
+    above ~4e15): the calibrated wristband loss, which grows like N ||x||^2, would overflow.
 
     >>> x = torch.tensor([[3e-30, 4e-30], [0.0, 0.0]])
     >>> scale = scaled_rows(x)
@@ -94,10 +102,10 @@ def _rescaled_rows(x: Tensor) -> RowScale:
     scaled_norm = torch.linalg.vector_norm(rows, dim=-1)
     norm = scaled_norm / factor
     largest = float(norm.max()) if norm.numel() else 0.0
-    if largest * largest > torch.finfo(x.dtype).max / 4:
+    if largest * largest > torch.finfo(x.dtype).max * _RANGE_MARGIN:
         raise ValueError(
-            f"a row of x has norm {largest:.3g}: its square overflows {x.dtype}, and so would the loss; "
-            "rescale the embeddings (or use float64)"
+            f"a row of x has norm {largest:.3g}: the wristband loss grows like N ||x||^2 and would overflow "
+            f"{x.dtype}; rescale the embeddings (or use float64)"
         )
     positive = scaled_norm > 0
     inverse = torch.where(positive, 1.0 / torch.where(positive, scaled_norm, torch.ones_like(scaled_norm)), 0.0)
@@ -153,12 +161,12 @@ class _WristbandMap(torch.autograd.Function):
         # Rescaled rows: 1/r = factor / ||rows||, applied in float64 (it may exceed x's range).
         inverse_norm = (inverse.to(torch.float64) * ctx.factor).unsqueeze(-1)
         grad = tangent.to(torch.float64) * inverse_norm + direction.to(torch.float64) * grad_norm.unsqueeze(-1)
-        return _finite(grad).to(direction.dtype)
+        return _finite(grad, direction.dtype).to(direction.dtype)
 
 
-def _finite(grad: Tensor) -> Tensor:
-    """Clamp to the float32 range: near r = 0 the true slope ~ 1/r exceeds it below r ~ 1e-38."""
-    limit = torch.finfo(torch.float32).max
+def _finite(grad: Tensor, dtype: torch.dtype) -> Tensor:
+    """Clamp to ``dtype``'s range: near r = 0 the true slope ~ 1/r exceeds it (float32: below r ~ 1e-38)."""
+    limit = torch.finfo(dtype).max
     return grad.clamp(-limit, limit)
 
 
