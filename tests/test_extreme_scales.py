@@ -217,3 +217,15 @@ def test_penalty_of_a_rescaled_batch_follows_from_its_moments(kind: str) -> None
         "mu_only": mean_sq,
     }[kind] / 6
     assert float(moment_penalty(x * c, kind)) == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(REGULARIZERS))
+@pytest.mark.parametrize("shape", [(0, 64, 8), (3, 0, 64, 8)])
+def test_an_empty_leading_batch_is_a_one_line_error(name: str, shape: tuple[int, ...]) -> None:
+    module = REGULARIZERS[name]()
+    with pytest.raises(ValueError, match="empty leading batch") as error:
+        module(torch.randn(shape))
+    assert "\n" not in str(error.value)
+    if hasattr(module, "statistic"):
+        with pytest.raises(ValueError, match="empty leading batch"):
+            module.statistic(torch.randn(shape))

@@ -36,7 +36,9 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
 
     Raises:
         TypeError: ``x`` is not a tensor, or has an integer, bool or complex dtype.
-        ValueError: rank below 2, fewer than ``min_points`` rows, ``d = 0``, or rows with NaN/Inf.
+        ValueError: rank below 2, an empty leading dimension (e.g. shape ``(0, N, d)``: there is no
+            batch, and a mean over no batches would be NaN), fewer than ``min_points`` rows, ``d = 0``,
+            or rows with NaN/Inf.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (..., N, d), got {type(x).__name__}")
@@ -47,6 +49,10 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
     if x.dim() < 2:
         raise ValueError(f"{name} must have shape (..., N, d) with rank >= 2, got shape {tuple(x.shape)}")
     n, d = x.shape[-2], x.shape[-1]
+    if any(size == 0 for size in x.shape[:-2]):
+        raise ValueError(
+            f"{name} has an empty leading batch dimension (shape {tuple(x.shape)}): there is no batch to score"
+        )
     if n < min_points:
         raise ValueError(f"{name} needs at least {min_points} points (rows) per batch, got N = {n}")
     if d < 1:
