@@ -46,6 +46,8 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
         raise TypeError(
             f"{name} must have a floating dtype (float16/bfloat16/float32/float64), got {x.dtype}"
         )
+    if x.is_meta:
+        raise ValueError(f"{name} is on the meta device (a shape without values); pass a tensor with data")
     if x.dim() < 2:
         raise ValueError(f"{name} must have shape (..., N, d) with rank >= 2, got shape {tuple(x.shape)}")
     n, d = x.shape[-2], x.shape[-1]

@@ -37,7 +37,7 @@ from torch import Tensor
 from .._validation import as_embeddings
 from ..calibration import NullStats
 from ..wristband import WristbandLoss
-from .report import Report, TestResult
+from .report import Report, TestResult, _signed
 from .statistics import (
     DEFAULT_NEIGHBORS,
     chi2_cdf,
@@ -48,6 +48,7 @@ from .statistics import (
     ks_uniform,
     marginal_ks_test,
     null_p_value,
+    require_testable_scale,
 )
 
 __all__ = ["check", "MIN_POINTS", "clear_check_cache"]
@@ -133,7 +134,8 @@ def check(
                   key=lambda name: wristband_parts[name])
     wristband_detail = "z-score, ~N(0, 1)-scaled under H0"
     if observed_total > 3:
-        wristband_detail = f"{observed_total:.1f} null sd from N(0, I); largest part {largest} (z = {wristband_parts[largest]:.1f})"
+        wristband_detail = (f"{_signed(observed_total, 1)[1:]} null sd from N(0, I); largest part {largest} "
+                            f"(z = {_signed(wristband_parts[largest], 1)[1:]})")
     tests = [_mc_test("wristband total", observed_total, null_total, "greater", null_label, wristband_detail)]
 
     moments = dimension_moments_test(batch.numpy())
@@ -143,7 +145,8 @@ def check(
     tests.append(TestResult(
         name="per-dim mean/std", statistic=largest_z, null_mean=math.nan, null_std=math.nan,
         p_value=float(moments.p_value), null="exact, Šidák over 2d",
-        detail=f"largest |z| of {2 * d} tests: dim {worst}, mean {moments.mean[worst]:+.3f}, std {moments.std[worst]:.3f}",
+        detail=f"largest |z| of {2 * d} tests: dim {worst}, mean {_signed(moments.mean[worst], 3)}, "
+               f"std {_signed(moments.std[worst], 3)[1:]}",
     ))
 
     marginal_distance, marginal_p, marginal_combined = marginal_ks_test(batch.numpy())
@@ -178,7 +181,7 @@ def check(
     tests.append(_mc_test("Henze-Zirkler", hz, null_fit[:, 2], "greater", null_label, hz_detail))
     excess = kl - float(null_fit[:, 3].mean())
     tests.append(_mc_test("kNN KL(P || N(0,I))", kl, null_fit[:, 3], "two-sided", null_label,
-                          f"{excess:+.3f} nats vs its null mean (k = {neighbors})"))
+                          f"{_signed(excess, 3)} nats vs its null mean (k = {neighbors})"))
 
     adjusted = holm(np.array([test.p_value for test in tests]))
     for test, p in zip(tests, adjusted):
@@ -213,8 +216,11 @@ def _validated(x: Tensor | np.ndarray) -> Tensor:
         raise TypeError(f"x must be a torch.Tensor or numpy.ndarray of shape (N, d), got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"x must have shape (N, d), got {tuple(x.shape)}; reshape to (-1, d) first")
-    batch = as_embeddings(x.detach().cpu(), min_points=MIN_POINTS)
-    return batch.to(torch.float64)
+    if not (torch.is_floating_point(x) or x.is_complex() or x.dtype == torch.bool):
+        x = x.to(torch.float64)  # integers, as for numpy arrays (the measurement accepts counts)
+    batch = as_embeddings(x.detach(), min_points=MIN_POINTS).cpu().to(torch.float64)
+    require_testable_scale(batch)
+    return batch
 
 
 def _null_draws(wristband: WristbandLoss, n: int, d: int, samples: int, seed: int,

@@ -39,6 +39,8 @@ __all__ = [
     "marginal_ks_test",
     "null_p_value",
     "holm",
+    "MAX_TESTABLE_NORM",
+    "require_testable_scale",
 ]
 
 DEFAULT_NEIGHBORS = 5
@@ -341,6 +343,30 @@ def marginal_ks_test(x: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray, np
 
 
 _SMALLEST_P = 1e-300
+
+MAX_TESTABLE_NORM = 1e40
+"""Largest row norm the tests measure: Mardia's skewness, mean (x_i . x_j)^3 ~ ||x||^6, stays finite in float64."""
+
+
+def require_testable_scale(x: Tensor | np.ndarray) -> None:
+    """Raise a one-line ValueError if a row of ``x`` ``(N, d)`` has a norm above :data:`MAX_TESTABLE_NORM`.
+
+    Such a batch is nowhere near N(0, I) (whose norms are ~sqrt(d)), and several statistics would
+    overflow float64: the answer is already known, and the report could not show it.
+
+    >>> require_testable_scale(np.full((10, 2), 1e160))
+    Traceback (most recent call last):
+    ...
+    ValueError: x has rows of norm up to 1.41e+160: the tests measure rows of norm up to 1e+40 (beyond, their statistics overflow float64); such a batch is not N(0, I) -- rescale it to test its shape
+    """
+    values = torch.as_tensor(x).to(torch.float64)
+    peak = float(values.abs().amax()) if values.numel() else 0.0
+    largest = peak * float(torch.linalg.vector_norm(values / peak, dim=-1).max()) if peak > 0 else 0.0
+    if not largest <= MAX_TESTABLE_NORM:
+        raise ValueError(
+            f"x has rows of norm up to {largest:.3g}: the tests measure rows of norm up to {MAX_TESTABLE_NORM:g} "
+            "(beyond, their statistics overflow float64); such a batch is not N(0, I) -- rescale it to test its shape"
+        )
 
 
 def null_p_value(
