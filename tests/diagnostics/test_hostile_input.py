@@ -116,10 +116,10 @@ def test_meta_tensors_are_a_clear_error_everywhere() -> None:
             call(meta)
 
 
-def test_integer_numpy_arrays_and_integer_tensors_are_checked_alike() -> None:
+def test_integer_numpy_arrays_and_integer_tensors_are_refused_alike() -> None:
     counts = np.random.default_rng(1).poisson(3.0, size=(80, 3)) - 3
-    from_numpy = latentshape.check(counts, null_samples=20)
-    from_torch = latentshape.check(torch.from_numpy(counts), null_samples=20)
-    assert from_numpy.to_dict() == from_torch.to_dict()
-    with pytest.raises(TypeError):
-        latentshape.check(torch.ones(20, 3, dtype=torch.bool))
+    for integers in (counts, torch.from_numpy(counts)):
+        with pytest.raises(TypeError, match="floating"):
+            latentshape.check(integers)
+    floats = latentshape.check(counts.astype(float), null_samples=20)
+    assert floats.to_dict() == latentshape.check(torch.from_numpy(counts).double(), null_samples=20).to_dict()

@@ -209,15 +209,13 @@ def _mc_test(name: str, observed: float, null: np.ndarray, alternative: str, lab
 
 def _validated(x: Tensor | np.ndarray) -> Tensor:
     if isinstance(x, np.ndarray):
-        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-            raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+        if not np.issubdtype(x.dtype, np.floating):  # integers too, as for tensors: one convention
+            raise TypeError(f"x must hold floating-point numbers, got dtype {x.dtype}; convert with x.astype(float)")
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
     elif not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor or numpy.ndarray of shape (N, d), got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"x must have shape (N, d), got {tuple(x.shape)}; reshape to (-1, d) first")
-    if not (torch.is_floating_point(x) or x.is_complex() or x.dtype == torch.bool):
-        x = x.to(torch.float64)  # integers, as for numpy arrays (the measurement accepts counts)
     batch = as_embeddings(x.detach(), min_points=MIN_POINTS).cpu().to(torch.float64)
     require_testable_scale(batch)
     return batch
