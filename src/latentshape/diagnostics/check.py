@@ -37,6 +37,7 @@ from torch import Tensor
 from .._validation import as_embeddings
 from ..calibration import NullStats
 from ..wristband import WristbandLoss
+from .exact_nulls import henze_zirkler_null_moments, mardia_kurtosis_null_moments
 from .report import Report, TestResult, _signed
 from .statistics import (
     DEFAULT_NEIGHBORS,
@@ -173,12 +174,13 @@ def check(
                           f"b1 = mean (x_i.x_j)^3, {side} its null mean"))
     tail = "heavier" if kurtosis > null_fit[:, 1].mean() else "lighter"
     tests.append(_mc_test("Mardia kurtosis", kurtosis, null_fit[:, 1], "two-sided", null_label,
-                          f"{tail} tails than N(0, I) (d(d+2) = {d * (d + 2)})"))
+                          f"{tail} tails than N(0, I) (d(d+2) = {d * (d + 2)})", mardia_kurtosis_null_moments(m, d)))
     smoothing = henze_zirkler_smoothing(m, d)
     hz_detail = f"char. function distance, beta = {smoothing:.2f}"
     if smoothing * smoothing * d > 30:  # a typical pair has weight exp(-beta^2 d) < 1e-13: little power
         hz_detail += f"; near-degenerate at d = {d} (low power)"
-    tests.append(_mc_test("Henze-Zirkler", hz, null_fit[:, 2], "greater", null_label, hz_detail))
+    tests.append(_mc_test("Henze-Zirkler", hz, null_fit[:, 2], "greater", null_label, hz_detail,
+                          henze_zirkler_null_moments(m, d, smoothing)))
     excess = kl - float(null_fit[:, 3].mean())
     tests.append(_mc_test("kNN KL(P || N(0,I))", kl, null_fit[:, 3], "two-sided", null_label,
                           f"{_signed(excess, 3)} nats vs its null mean (k = {neighbors})"))
@@ -199,10 +201,13 @@ def check(
     )
 
 
-def _mc_test(name: str, observed: float, null: np.ndarray, alternative: str, label: str, detail: str) -> TestResult:
+def _mc_test(name: str, observed: float, null: np.ndarray, alternative: str, label: str, detail: str,
+             exact=None) -> TestResult:
+    """A Monte-Carlo p-value; ``exact``: the null's exact (mean, sd, skewness), for its fitted tail."""
+    mean, std = (float(null.mean()), float(null.std(ddof=1))) if exact is None else exact[:2]
     return TestResult(
-        name=name, statistic=observed, null_mean=float(null.mean()), null_std=float(null.std(ddof=1)),
-        p_value=float(null_p_value(observed, null, alternative)),  # type: ignore[arg-type]
+        name=name, statistic=observed, null_mean=mean, null_std=std,
+        p_value=float(null_p_value(observed, null, alternative, exact)),  # type: ignore[arg-type]
         null=label + (", two-sided" if alternative == "two-sided" else ""), detail=detail,
     )
 
