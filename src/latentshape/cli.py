@@ -14,9 +14,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .errors import UserError
+from .errors import UserError, writable_folder
 
-__all__ = ["main", "UserError", "load_embeddings"]
+__all__ = ["main", "UserError", "load_embeddings", "writable_folder"]
 
 
 _SUFFIXES = (".npy", ".npz", ".pt", ".csv")
@@ -131,9 +131,14 @@ def _as_matrix(array: np.ndarray, path: Path, notes: list[str]) -> tuple[np.ndar
         rows = np.flatnonzero(bad)
         raise UserError(f"{path} has {rows.size} row(s) with NaN or Inf (first: row {rows[0]}); drop or fix them")
     from .diagnostics.check import MIN_POINTS
+    from .diagnostics.statistics import require_testable_scale
 
     if n < MIN_POINTS:
         raise UserError(f"{path} has {n} row(s); the check needs at least {MIN_POINTS}")
+    try:
+        require_testable_scale(array.astype(np.float64))
+    except ValueError as error:
+        raise UserError(f"{path}: {error}") from None
     return array.astype(np.float64 if array.dtype == np.float64 else np.float32), notes
 
 
@@ -166,6 +171,14 @@ def _run_check(args: argparse.Namespace) -> int:
     from .diagnostics import check
 
     options = _check_options(args)
+    if args.plot is not None:  # before the work: a long check must not end in an unwritable figure
+        plot_path = Path(args.plot)
+        if plot_path.is_dir():
+            raise UserError(f"--plot {plot_path} is a folder; give a file name such as {plot_path / 'check.png'}")
+        try:
+            writable_folder(plot_path.parent)
+        except OSError as error:
+            raise UserError(f"--plot: {error}") from None
     if args.example:
         if args.file is not None:
             raise UserError("give either a FILE or --example, not both")
@@ -195,12 +208,12 @@ def _run_check(args: argparse.Namespace) -> int:
         ]
         for output, report in zip(outputs, reports.values()):
             try:
-                report.plot(output)
+                written = report.plot(output)
             except ImportError as error:
                 raise UserError(str(error)) from None
             except OSError as error:
                 raise UserError(f"cannot write {output}: {_first_line(error)}") from None
-            print(f"wrote {output}", file=sys.stderr if args.json else sys.stdout)
+            print(f"wrote {written}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -386,9 +386,15 @@ def add_demo_parser(subparsers: argparse._SubParsersAction, user_error: type[Exc
 def _run_demo_command(args: argparse.Namespace, user_error: type[Exception]) -> int:
     if args.latent_dim < 2:
         raise user_error(f"--latent-dim must be >= 2 (a context and a residual block), got {args.latent_dim}")
+    from .errors import writable_folder
+
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise user_error(f"--out {out} exists and is not a folder")
+    try:  # before training: the figures must have somewhere to go
+        writable_folder(out)
+    except OSError as error:
+        raise user_error(f"--out: {error}") from None
     try:
         run_demo(epochs=args.epochs, latent_dim=args.latent_dim, out=out, seed=args.seed, progress=not args.no_progress)
     except (DemoDependencyError, OSError) as error:

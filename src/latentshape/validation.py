@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 from torch import Tensor
 
-__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled", "count_nonfinite_rows", "is_compiling"]
+__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled", "count_nonfinite_rows", "is_compiling", "representable"]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -35,7 +36,9 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
 
     Raises:
         TypeError: ``x`` is not a tensor, or has an integer, bool or complex dtype.
-        ValueError: rank below 2, fewer than ``min_points`` rows, ``d = 0``, or rows with NaN/Inf.
+        ValueError: rank below 2, an empty leading dimension (e.g. shape ``(0, N, d)``: there is no
+            batch, and a mean over no batches would be NaN), fewer than ``min_points`` rows, ``d = 0``,
+            or rows with NaN/Inf.
     """
     if not isinstance(x, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (..., N, d), got {type(x).__name__}")
@@ -43,9 +46,15 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
         raise TypeError(
             f"{name} must have a floating dtype (float16/bfloat16/float32/float64), got {x.dtype}"
         )
+    if x.is_meta:
+        raise ValueError(f"{name} is on the meta device (a shape without values); pass a tensor with data")
     if x.dim() < 2:
         raise ValueError(f"{name} must have shape (..., N, d) with rank >= 2, got shape {tuple(x.shape)}")
     n, d = x.shape[-2], x.shape[-1]
+    if any(size == 0 for size in x.shape[:-2]):
+        raise ValueError(
+            f"{name} has an empty leading batch dimension (shape {tuple(x.shape)}): there is no batch to score"
+        )
     if n < min_points:
         raise ValueError(f"{name} needs at least {min_points} points (rows) per batch, got N = {n}")
     if d < 1:
@@ -58,6 +67,26 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
                 "drop or fix them before computing the loss"
             )
     return x.to(compute_dtype(x.dtype))
+
+
+def representable(value: Tensor, dtype: torch.dtype, what: str) -> Tensor:
+    """``value`` (computed wider, from finite input) cast to ``dtype``, or ValueError if it does not fit.
+
+    A loss of finite input that grows with the input's scale (a squared distance, a variance) can
+    exceed the output dtype's range: that is a one-line error about the scale, never a silent inf.
+    Inside ``torch.compile`` the check is skipped (as the other data-dependent checks are).
+
+    >>> representable(torch.tensor([1e40], dtype=torch.float64), torch.float32, "the loss")
+    Traceback (most recent call last):
+    ...
+    ValueError: the loss is 1e+40, beyond the range of torch.float32: the embeddings' scale is too large; rescale them (or use float64)
+    """
+    out = value.to(dtype)
+    if is_compiling() or bool(torch.isfinite(out).all()):
+        return out
+    largest = float(value.detach().abs().nan_to_num(nan=math.inf, posinf=math.inf).max())
+    size = f"is {largest:.3g}, beyond the range of {dtype}" if math.isfinite(largest) else "overflows even float64"
+    raise ValueError(f"{what} {size}: the embeddings' scale is too large; rescale them (or use float64)")
 
 
 def count_nonfinite_rows(x: Tensor) -> int:

@@ -38,13 +38,17 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..errors import UserError
+    from ..errors import UserError, writable_folder
     from . import protocols, report
 
     if args.quick and args.tiny:
         raise UserError("choose one of --quick and --tiny")
     if args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
+    try:  # before the run: minutes of benchmark must not end in an unwritable report
+        writable_folder(args.out)
+    except OSError as error:
+        raise UserError(f"--out: {error}") from None
     # Oversubscribed cores make multi-threaded kernels spin: one thread gives steadier numbers.
     torch.set_num_threads(args.threads)
     preset = "tiny" if args.tiny else "quick" if args.quick else "full"
@@ -61,7 +65,10 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     command = "latentshape bench " + " ".join(shlex.quote(a) for a in sys.argv[1:][sys.argv[1:].index("bench") + 1:]) \
         if "bench" in sys.argv[1:] else f"latentshape bench {args.protocol}"
-    paths = report.write_report(table, args.out, command=command)
+    try:
+        paths = report.write_report(table, args.out, command=command)
+    except OSError as error:  # e.g. the disk filled up during the run
+        raise UserError(f"cannot write the report into {args.out}: {error.strerror or error}") from None
     print(report.markdown(table))
     print(f"\n{args.protocol}: {table.seconds:.0f} s; wrote " + ", ".join(str(p) for p in paths))
     return 0

@@ -34,7 +34,8 @@ from torch import Tensor
 from ..validation import as_embeddings
 from ..calibration import cached_null_stats, monte_carlo_null
 from ..wristband import WristbandLoss
-from .report import Report, TestResult
+from .exact_nulls import henze_zirkler_null_moments, mardia_kurtosis_null_moments
+from .report import Report, TestResult, _signed
 from .statistics import (
     DEFAULT_NEIGHBORS,
     chi2_cdf,
@@ -45,6 +46,7 @@ from .statistics import (
     ks_uniform,
     marginal_ks_test,
     null_p_value,
+    require_testable_scale,
 )
 
 __all__ = ["check", "MIN_POINTS"]
@@ -140,7 +142,8 @@ def _wristband_test(wristband: WristbandLoss, parts: dict[str, float], null_tota
                   key=lambda name: parts[name])
     detail = "z-score, ~N(0, 1)-scaled under H0"
     if observed_total > 3:
-        detail = f"{observed_total:.1f} null sd from N(0, I); largest part {largest} (z = {parts[largest]:.1f})"
+        detail = (f"{_signed(observed_total, 1)[1:]} null sd from N(0, I); largest part {largest} "
+                  f"(z = {_signed(parts[largest], 1)[1:]})")
     return _mc_test("wristband total", observed_total, null_total, "greater", label, detail)
 
 
@@ -158,8 +161,8 @@ def _exact_tests(batch: Tensor) -> list[TestResult]:
     return [
         TestResult(name="per-dim mean/std", statistic=largest_z, null_mean=math.nan, null_std=math.nan,
                    p_value=float(moments.p_value), null="exact, Šidák over 2d",
-                   detail=f"largest |z| of {2 * d} tests: dim {worst}, mean {moments.mean[worst]:+.3f}, "
-                          f"std {moments.std[worst]:.3f}"),
+                   detail=f"largest |z| of {2 * d} tests: dim {worst}, mean {_signed(moments.mean[worst], 3)}, "
+                          f"std {_signed(moments.std[worst], 3)[1:]}"),
         TestResult(name="per-dim KS vs N(0,1)", statistic=float(marginal_distance[shape_worst]), null_mean=math.nan,
                    null_std=math.nan, p_value=float(marginal_combined), null="exact, Šidák over d",
                    detail=f"largest D of {d} marginals: dim {shape_worst}"),
@@ -184,32 +187,37 @@ def _gaussian_fit_tests(subsample: Tensor, null_fit: np.ndarray, neighbors: int,
         _mc_test("Mardia skewness", skewness, null_fit[:, 0], "two-sided", label,
                  f"b1 = mean (x_i.x_j)^3, {side} its null mean"),
         _mc_test("Mardia kurtosis", kurtosis, null_fit[:, 1], "two-sided", label,
-                 f"{tail} tails than N(0, I) (d(d+2) = {d * (d + 2)})"),
-        _mc_test("Henze-Zirkler", hz, null_fit[:, 2], "greater", label, hz_detail),
+                 f"{tail} tails than N(0, I) (d(d+2) = {d * (d + 2)})", mardia_kurtosis_null_moments(m, d)),
+        _mc_test("Henze-Zirkler", hz, null_fit[:, 2], "greater", label, hz_detail,
+                 henze_zirkler_null_moments(m, d, smoothing)),
         _mc_test("kNN KL(P || N(0,I))", kl, null_fit[:, 3], "two-sided", label,
-                 f"{excess:+.3f} nats vs its null mean (k = {neighbors})"),
+                 f"{_signed(excess, 3)} nats vs its null mean (k = {neighbors})"),
     ]
 
 
-def _mc_test(name: str, observed: float, null: np.ndarray, alternative: str, label: str, detail: str) -> TestResult:
+def _mc_test(name: str, observed: float, null: np.ndarray, alternative: str, label: str, detail: str,
+             exact=None) -> TestResult:
+    """A Monte-Carlo p-value; ``exact``: the null's exact (mean, sd, skewness), for its fitted tail."""
+    mean, std = (float(null.mean()), float(null.std(ddof=1))) if exact is None else exact[:2]
     return TestResult(
-        name=name, statistic=observed, null_mean=float(null.mean()), null_std=float(null.std(ddof=1)),
-        p_value=float(null_p_value(observed, null, alternative)),  # type: ignore[arg-type]
+        name=name, statistic=observed, null_mean=mean, null_std=std,
+        p_value=float(null_p_value(observed, null, alternative, exact)),  # type: ignore[arg-type]
         null=label + (", two-sided" if alternative == "two-sided" else ""), detail=detail,
     )
 
 
 def _validated(x: Tensor | np.ndarray) -> Tensor:
     if isinstance(x, np.ndarray):
-        if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
-            raise TypeError(f"x must hold real numbers, got dtype {x.dtype}")
+        if not np.issubdtype(x.dtype, np.floating):  # integers too, as for tensors: one convention
+            raise TypeError(f"x must hold floating-point numbers, got dtype {x.dtype}; convert with x.astype(float)")
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))
     elif not isinstance(x, Tensor):
         raise TypeError(f"x must be a torch.Tensor or numpy.ndarray of shape (N, d), got {type(x).__name__}")
     if x.dim() != 2:
         raise ValueError(f"x must have shape (N, d), got {tuple(x.shape)}; reshape to (-1, d) first")
-    batch = as_embeddings(x.detach().cpu(), min_points=MIN_POINTS)
-    return batch.to(torch.float64)
+    batch = as_embeddings(x.detach(), min_points=MIN_POINTS).cpu().to(torch.float64)
+    require_testable_scale(batch)
+    return batch
 
 
 def _wristband_and_null(wristband: WristbandLoss, batch: Tensor, samples: int, seed: int,

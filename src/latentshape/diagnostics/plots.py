@@ -75,7 +75,7 @@ def plot_report(report: "Report", path: str | Path, dpi: int = 110) -> Path:
         figure.suptitle(f"{name}N = {report.n}, d = {report.d}: {verdict}; Holm, alpha = {report.alpha:g})",
                         fontsize=12, fontweight="bold", color=_OK if report.is_gaussian else _REFERENCE)
         path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, dpi=dpi, facecolor="white")
+        figure.savefig(path, dpi=dpi, facecolor="white", format="png")  # exactly `path`: no suffix added
         plt.close(figure)
     return path
 

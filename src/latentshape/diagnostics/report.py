@@ -45,8 +45,8 @@ class TestResult:
             "statistic": _finite_or_none(self.statistic),
             "null_mean": _finite_or_none(self.null_mean),
             "null_std": _finite_or_none(self.null_std),
-            "p_value": float(self.p_value),
-            "p_holm": float(self.p_holm),
+            "p_value": _finite_or_none(self.p_value),
+            "p_holm": _finite_or_none(self.p_holm),
             "rejected": bool(self.rejected),
             "null": self.null,
             "detail": self.detail,
@@ -114,7 +114,7 @@ class Report:
         ]
 
     def to_dict(self) -> dict[str, Any]:
-        """Everything in the table as plain Python types (``json.dumps`` works, no NaN)."""
+        """Everything in the table as plain Python types (``json.dumps`` works: NaN and inf become None)."""
         return {
             "source": self.source,
             "n": self.n,
@@ -125,13 +125,14 @@ class Report:
             "alpha": self.alpha,
             "is_gaussian": self.is_gaussian,
             "verdict": self.verdict,
-            "wristband": {name: float(value) for name, value in self.wristband.items()},
+            "wristband": {name: _finite_or_none(value) for name, value in self.wristband.items()},
             "tests": [test.to_dict() for test in self.tests],
             "dimensions": {
-                "mean": [float(v) for v in self.dimension_mean],
-                "std": [float(v) for v in self.dimension_std],
-                "p": [float(v) for v in self.dimension_p],
-                "worst": self.worst_dimensions(),
+                "mean": [_finite_or_none(v) for v in self.dimension_mean],
+                "std": [_finite_or_none(v) for v in self.dimension_std],
+                "p": [_finite_or_none(v) for v in self.dimension_p],
+                "worst": [{key: _finite_or_none(value) if key != "dim" else value for key, value in worst.items()}
+                          for worst in self.worst_dimensions()],
             },
             "notes": list(self.notes),
         }
@@ -150,10 +151,10 @@ class Report:
                 f"{format_p(test.p_value):>8} {holm_text:>9}  {result:<6}  {test.detail}"
             )
         lines.append("")
-        parts = "  ".join(f"{name} {value:+.2f}" for name, value in self.wristband.items() if name != "total")
+        parts = "  ".join(f"{name} {_signed(value)}" for name, value in self.wristband.items() if name != "total")
         lines.append(f"wristband components (z-scores): {parts}")
         worst = "; ".join(
-            f"dim {w['dim']} (mean {w['mean']:+.3f}, std {w['std']:.3f}, p {format_p(w['p'])})"
+            f"dim {w['dim']} (mean {_signed(w['mean'], 3)}, std {_signed(w['std'], 3)[1:]}, p {format_p(w['p'])})"
             for w in self.worst_dimensions()
         )
         lines.append(f"worst dimensions by mean/std: {worst}")
@@ -172,12 +173,30 @@ class Report:
         return plot_report(self, path, dpi=dpi)
 
 
+def _signed(value: float, decimals: int = 2) -> str:
+    """``+1.23`` style, switching to ``+1.23e+22`` for magnitudes of 1e5 and more (and inf/nan as such).
+
+    >>> _signed(85.0), _signed(-1.1157e22), _signed(float("inf"))
+    ('+85.00', '-1.116e+22', '+inf')
+    """
+    if math.isfinite(value) and abs(value) >= 1e5:
+        return f"{value:+.3e}"
+    return f"{value:+.{decimals}f}"
+
+
 def _number(value: float, resolution: float = math.nan) -> str:
-    """``value`` to 4 significant digits, or to 2 digits of ``resolution`` (a null sd) if finer."""
+    """``value`` to 4 significant digits, or to 2 digits of ``resolution`` (a null sd) if finer.
+
+    >>> _number(1.68e60, 0.9), _number(float("inf"), 0.9), _number(float("nan"))
+    ('1.680e+60', 'inf', 'nan')
+    """
+    if not math.isfinite(value):
+        return str(value)
     if abs(value) < 1e-9 and not resolution < 1e-9:  # a null mean that is 0 up to rounding
         return "0"
     digits = 4
-    if math.isfinite(resolution) and resolution > 0 and value != 0:
+    if math.isfinite(resolution) and resolution > 0 and value != 0 and abs(value) < 1e12 * resolution:
+        # more digits only while they resolve the null sd (a value 1e50 sds away needs none)
         digits = min(12, max(4, math.ceil(math.log10(abs(value) / resolution)) + 2))
     if 1e-3 <= abs(value) < 1e5 or digits > 4:
         return f"{value:.{digits}g}"
@@ -185,4 +204,4 @@ def _number(value: float, resolution: float = math.nan) -> str:
 
 
 def _finite_or_none(value: float) -> float | None:
-    return float(value) if math.isfinite(value) else None
+    return float(value) if math.isfinite(float(value)) else None

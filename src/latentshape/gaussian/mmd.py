@@ -19,8 +19,17 @@ So no Gaussian samples are needed: only the x-x term is estimated from the batch
 the **unbiased U-statistic** :math:`\frac{1}{N(N-1)} \sum_{i \ne j} k_s(x_i, x_j)`, which makes the
 whole estimate unbiased for the population MMD^2 (null mean exactly 0; a batch can give a slightly
 negative value). ``unbiased=False`` uses the V-statistic (diagonal included, always >= 0, biased
-upward by :math:`(1 - \overline{k}) / N`). Several widths are summed. Cost O(N^2 d) time,
-O(N^2) memory per width.
+upward by :math:`(1 - \overline{k}) / N`). Several widths are summed. Cost O(N^2 d) time and
+O(N * block) memory: the x-x term walks over blocks of rows and its backward recomputes each
+block, so no N x N matrix is ever kept for autograd.
+
+The pairs are evaluated on the rows centred at their (detached) mean -- distances do not change,
+and the expansion :math:`\|a\|^2 + \|b\|^2 - 2 a \cdot b` then loses nothing to a batch far from
+the origin -- and divided by a power of two near their largest magnitude, the widths being
+rescaled to match: values stay finite at any scale. Far beyond the widths (scale >~ 30 sqrt(d))
+every kernel value, and hence the gradient, underflows to 0: the MMD of fixed widths has nothing
+to say there. Near collapse (scale s -> 0) its gradient is O(s): about :math:`2 s / (N w^2)` per
+row for width w, pointing outward.
 
 Reference: Gretton, Borgwardt, Rasch, Schoelkopf & Smola (2012), "A kernel two-sample test", JMLR.
 """
@@ -84,24 +93,90 @@ def gaussian_mmd(x: Tensor, bandwidths: Sequence[float], unbiased: bool = True) 
     if len(bandwidths) == 0:
         raise ValueError("need at least one bandwidth")
     n = x.shape[-2]
-    squared_norms = (x * x).sum(dim=-1)
-    # ||x_i - x_j||^2 by expansion (no sqrt: finite gradients at coincident points); rounding can
-    # make it slightly negative, hence the clamp.
-    squared_distances = (
-        squared_norms.unsqueeze(-1) + squared_norms.unsqueeze(-2) - 2.0 * x @ x.transpose(-1, -2)
-    ).clamp_min(0.0)
-    diagonal = torch.eye(n, dtype=torch.bool, device=x.device)
-    total = x.new_zeros(x.shape[:-2])
-    for bandwidth in bandwidths:
-        s2 = float(bandwidth) ** 2
-        kernel = torch.exp(-squared_distances / (2.0 * s2))
-        if unbiased:
-            within = torch.where(diagonal, 0.0, kernel).sum(dim=(-2, -1)) / (n * (n - 1))
-        else:
-            within = torch.where(diagonal, 1.0, kernel).mean(dim=(-2, -1))
+    widths = tuple(float(b) for b in bandwidths)
+    flat = x.reshape((-1,) + tuple(x.shape[-2:]))
+    pair_sums = _PairwiseKernelSums.apply(flat, tuple(0.5 / (w * w) for w in widths)).reshape(x.shape[:-2])
+    if unbiased:
+        within = pair_sums / (n * (n - 1))
+    else:  # the diagonal adds k(x_i, x_i) = 1 for each point and width
+        within = (pair_sums + n * len(widths)) / (n * n)
+    total = within.to(x.dtype)
+    for bandwidth in widths:
         cross, self_term = gaussian_kernel_means(x, bandwidth)
-        total = total + within - 2.0 * cross.mean(dim=-1) + self_term
+        total = total - 2.0 * cross.mean(dim=-1) + self_term
     return total
+
+
+_PAIR_BLOCK_ELEMENTS = 1 << 21  # (rows of a block) x N per batch: a few such blocks live at once
+
+
+def _pair_blocks(batch: int, n: int) -> list[tuple[int, int]]:
+    rows = max(1, min(n, _PAIR_BLOCK_ELEMENTS // max(1, batch * n)))
+    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
+
+
+def _centred_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Rows centred at their detached mean and divided by a power of two f near their largest |entry|
+    (exact), and 1/f per batch (float64, shape (B,))."""
+    with torch.no_grad():
+        centred = x - x.mean(dim=-2, keepdim=True, dtype=torch.float64).to(x.dtype)
+        peak = centred.abs().amax(dim=(-2, -1)).to(torch.float64)
+        reach = 120 if x.dtype != torch.float64 else 1000  # powers of two the dtype holds
+        exponent = torch.frexp(peak).exponent.clamp(-reach, reach)  # 0 for an exactly collapsed batch
+        unit = torch.ldexp(torch.ones_like(peak), exponent)  # = 1/f
+        return centred / unit.to(x.dtype)[:, None, None], unit
+
+
+class _PairwiseKernelSums(torch.autograd.Function):
+    r""":math:`\sum_{i \ne j} \sum_w \exp(-\gamma_w \|x_i - x_j\|^2)` per batch ``(B,)`` (float64), in row blocks.
+
+    Rows are centred and rescaled (:func:`_centred_rows`); the exponents follow, as
+    :math:`\gamma_w u^2` with u = 1/f. The backward recomputes every block:
+    :math:`\partial F / \partial x_i = -4 \sum_w \gamma_w u \sum_j k^w_{ij} (y_i - y_j)`.
+    """
+
+    @staticmethod
+    def forward(ctx, x, exponents):  # type: ignore[override]
+        rows, unit = _centred_rows(x)
+        batch, n = rows.shape[0], rows.shape[1]
+        limit = torch.finfo(x.dtype).max ** 0.75  # finite exponent x distance (distances are O(d) here)
+        gammas = [(gamma * unit * unit).clamp_max(limit).to(x.dtype)[:, None, None] for gamma in exponents]
+        squared = (rows * rows).sum(dim=-1)
+        total = torch.zeros(batch, dtype=torch.float64, device=x.device)
+        for start, stop in _pair_blocks(batch, n):
+            distances = _block_distances(rows, squared, start, stop)
+            for gamma in gammas:
+                total += torch.exp(-gamma * distances).sum(dim=(-2, -1)).to(torch.float64)
+        ctx.save_for_backward(rows, squared, unit)
+        ctx.exponents = exponents
+        return total - n * len(gammas)  # the diagonal's k(x_i, x_i) = 1, one per point and width
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_total):  # type: ignore[override]
+        rows, squared, unit = ctx.saved_tensors
+        batch, n = rows.shape[0], rows.shape[1]
+        limit = torch.finfo(rows.dtype).max ** 0.75
+        scaled = [((gamma * unit * unit).clamp_max(limit).to(rows.dtype)[:, None, None],
+                   (-4.0 * gamma * unit * grad_total).clamp(-limit, limit).to(rows.dtype)[:, None, None])
+                  for gamma in ctx.exponents]
+        grad = torch.empty_like(rows)
+        for start, stop in _pair_blocks(batch, n):
+            distances = _block_distances(rows, squared, start, stop)
+            weights = sum(coefficient * torch.exp(-gamma * distances) for gamma, coefficient in scaled)
+            weights.diagonal(offset=start, dim1=-2, dim2=-1).zero_()  # y_i - y_i = 0: keep rounding out
+            grad[:, start:stop] = rows[:, start:stop] * weights.sum(dim=-1, keepdim=True) - weights @ rows
+        return grad, None
+
+
+def _block_distances(rows: Tensor, squared: Tensor, start: int, stop: int) -> Tensor:
+    """Squared distances (B, stop - start, N) from rows start:stop to all rows, with an exact zero
+    diagonal (the expansion leaves rounding there) and no negative rounding."""
+    block = rows[:, start:stop]
+    distances = squared[:, start:stop, None] + squared[:, None, :] - 2.0 * block @ rows.transpose(-1, -2)
+    distances = distances.clamp_min_(0.0)
+    distances.diagonal(offset=start, dim1=-2, dim2=-1).zero_()
+    return distances
 
 
 class GaussianMMD(BatchStatistic):
@@ -166,7 +241,7 @@ class GaussianMMD(BatchStatistic):
         return NullStats.from_moments(*mmd_null_moments(n, d, self.resolved_bandwidths(d), self.unbiased))
 
     def _intermediate_size(self, n: int, d: int) -> int:
-        return 3 * n * n + n * d
+        return 2 * n * d + min(n * n, _PAIR_BLOCK_ELEMENTS)
 
     def extra_repr(self) -> str:
         widths = "sqrt(d) * " + str(DEFAULT_RELATIVE_BANDWIDTHS) if self.bandwidths is None else str(self.bandwidths)

@@ -22,6 +22,7 @@ from typing import Hashable, Literal
 import torch
 from torch import Tensor
 
+from .._validation import _compiling, representable
 from ..distributed import GlobalBatch, all_gather_rows, is_distributed
 from ..statistic import BatchStatistic, tensor_digest
 from .moment_penalties import MOMENT_PENALTIES, _global_count_and_mean, _shifted_moments, moment_penalty
@@ -60,6 +61,18 @@ def moment_matching_loss(
     """
     if distributed and is_distributed():
         return _global_moment_matching_loss(x, alpha, gamma, mean, cov)
+    value = _local_moment_matching_loss(x, alpha, gamma, mean, cov)
+    if _compiling() or bool(torch.isfinite(value).all()):
+        return value
+    # The batch's scale overflowed a float32 product (the loss grows like scale^4): recompute in
+    # float64, which holds it up to scale ~1e75, and raise if the result exceeds x's dtype.
+    wide = value if x.dtype == torch.float64 else _local_moment_matching_loss(x.to(torch.float64), alpha, gamma, mean, cov)
+    return representable(wide, x.dtype, "the moment matching loss")
+
+
+def _local_moment_matching_loss(
+    x: Tensor, alpha: float, gamma: float, mean: Tensor | None, cov: Tensor | None
+) -> Tensor:
     n, d = x.shape[-2], x.shape[-1]
     sample_mean = x.mean(dim=-2)
     centered = x - sample_mean.unsqueeze(-2)

@@ -15,7 +15,16 @@ unbiased sample covariance (divisor N - 1) of a batch ``x`` of shape ``(..., N, 
 - ``mu_only``: :math:`\|\mu\|^2 / d`.
 
 Eigenvalues entering a logarithm or an inverse are floored at ``EIGENVALUE_FLOOR`` so that a
-rank-deficient batch (d >= N) gives a large finite penalty rather than ``inf``.
+rank-deficient batch (d >= N) gives a large finite penalty rather than ``inf``. The square roots of
+``w2`` are floored at ``EIGENVALUE_FLOOR**2 * min(1, lambda_max)``: the same for a batch of unit
+scale or larger, and relative for a shrinking one, so that W2 keeps its scale-free outward pull
+(:math:`\partial \sqrt{\lambda} / \partial x = O(1)` at any scale) on a collapsing batch.
+
+Every batch path is scale-safe: the centred rows are divided by a power of two near their largest
+magnitude before any product is formed (only when the plain computation would lose range), and the
+penalty is assembled in float64 from the rescaled moments, so a batch of scale 1e-30 or 1e30
+(float32), 1e-300 or 1e150 (float64) gives a finite value; a value beyond the output dtype's
+range raises ``ValueError``.
 
 Each formula lives in :func:`gaussian_fit_penalty`, a function of the fitted (mu, S); the batch
 versions only compute (mu, S), locally or -- with ``distributed=True`` under ``torch.distributed``
@@ -32,6 +41,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from .._validation import _compiling, representable
 from ..distributed import all_gather_rows, all_reduce_sum, is_distributed
 
 __all__ = [
@@ -76,13 +86,16 @@ def gaussian_fit_penalty(
     covariance: Tensor | None = None,
     variance: Tensor | None = None,
     eigenvalues: Tensor | None = None,
+    scale: Tensor | None = None,
 ) -> Tensor:
     r"""Penalty of N(``mean``, S) against N(0, I), divided by d; shape ``mean.shape[:-1]``.
 
     S enters through what ``kind`` needs: the diagonal ``variance`` (``kl_diag``, ``jeff_diag``),
     the ``eigenvalues`` (``w2``, ``kl_full``, ``jeff_full``) and, for ``jeff_full``, the
-    ``covariance`` itself. Missing pieces are derived from ``covariance``. Formulas in the module
-    docstring; computed in the inputs' dtype (float64 from the batch functions).
+    ``covariance`` itself. Missing pieces are derived from ``covariance``. With ``scale`` c (shape
+    ``mean.shape[:-1]``) the pieces describe S / c^2 (well-scaled moments of rescaled rows); the
+    mean is never rescaled. Formulas in the module docstring; computed in the inputs' dtype
+    (float64 from the batch functions).
 
     >>> mean = torch.zeros(3, dtype=torch.float64)
     >>> float(gaussian_fit_penalty(mean, "w2", covariance=4.0 * torch.eye(3, dtype=torch.float64)))
@@ -90,12 +103,13 @@ def gaussian_fit_penalty(
     """
     d = mean.shape[-1]
     mean_sq = (mean * mean).sum(dim=-1)
+    squared_scale = None if scale is None else (scale * scale).unsqueeze(-1)
     if kind == "mu_only":
         value = mean_sq
     elif kind in _DIAGONAL_KINDS:
         if variance is None:
             variance = covariance.diagonal(dim1=-2, dim2=-1)
-        var = variance.clamp_min(EIGENVALUE_FLOOR)
+        var = (variance if scale is None else variance * squared_scale).clamp_min(EIGENVALUE_FLOOR)
         if kind == "kl_diag":
             value = 0.5 * (var + mean * mean - 1.0 - torch.log(var)).sum(dim=-1)
         else:
@@ -103,20 +117,34 @@ def gaussian_fit_penalty(
     else:
         eig = eigenvalues if eigenvalues is not None else torch.linalg.eigvalsh(covariance)
         if kind == "w2":
-            # sqrt has an infinite slope at 0: flooring keeps gradients finite for rank-deficient S.
-            root = torch.sqrt(eig.clamp_min(EIGENVALUE_FLOOR**2))
-            value = mean_sq + ((root - 1.0) ** 2).sum(dim=-1)
+            value = mean_sq + ((_floored_roots(eig, scale) - 1.0) ** 2).sum(dim=-1)
         else:
+            if scale is not None:
+                eig = eig * squared_scale
             floored = eig.clamp_min(EIGENVALUE_FLOOR)
             trace = eig.sum(dim=-1)
             if kind == "kl_full":
                 value = 0.5 * (trace + mean_sq - d - torch.log(floored).sum(dim=-1))
             elif kind == "jeff_full":
-                inv_mean_sq = _inverse_quadratic_form(covariance, mean)
+                inv_mean_sq = _inverse_quadratic_form(covariance, mean, scale)
                 value = 0.25 * (trace + (1.0 / floored).sum(dim=-1) + mean_sq + inv_mean_sq - 2.0 * d)
             else:
                 raise ValueError(f"unknown moment penalty {kind!r}; choose one of {', '.join(MOMENT_PENALTIES)}")
     return value / d
+
+
+def _floored_roots(eig: Tensor, scale: Tensor | None) -> Tensor:
+    """sqrt of the eigenvalues of S = scale^2 diag(eig), floored at EIGENVALUE_FLOOR^2 min(1, lambda_max).
+
+    sqrt has an infinite slope at 0: the floor keeps gradients finite for rank-deficient S; being
+    relative below unit scale, it leaves a shrinking batch its gradient (the 1e-300 guards exact collapse).
+    """
+    top = eig.detach().amax(dim=-1, keepdim=True).clamp_min(0.0)
+    if scale is None:
+        return torch.sqrt(eig.clamp_min(EIGENVALUE_FLOOR**2 * top.clamp_max(1.0) + 1e-300))
+    c = scale.detach().unsqueeze(-1)
+    floor = EIGENVALUE_FLOOR**2 * torch.minimum(top, 1.0 / (c * c)) + 1e-300
+    return scale.unsqueeze(-1) * torch.sqrt(eig.clamp_min(floor))
 
 
 def moment_penalty(x: Tensor, kind: MomentKind = "w2", distributed: bool = False) -> Tensor:
@@ -140,26 +168,50 @@ def moment_penalty(x: Tensor, kind: MomentKind = "w2", distributed: bool = False
     out_dtype = x.dtype if x.dtype == torch.float64 else torch.float32
     if distributed and is_distributed():
         return _global_moment_penalty(x, kind).to(out_dtype)
+    return representable(_local_moment_penalty(x, kind), out_dtype, f"the {kind} moment penalty")
+
+
+def _local_moment_penalty(x: Tensor, kind: str) -> Tensor:
+    """The penalty of one process's batch, float64."""
     n, d = x.shape[-2], x.shape[-1]
     if kind in _FULL_KINDS and d <= n and x.dtype != torch.float64:
         # The O(N d^2) scatter in float32 blocks accumulated in float64: half the time and none of
         # the N x d float64 copies of the path below, at float64-level accuracy of S (see _blocked_moments).
         mu, covariance = _blocked_moments(x)
-        return gaussian_fit_penalty(mu, kind, covariance=covariance).to(out_dtype)
+        if _compiling() or _well_scaled(covariance):
+            return gaussian_fit_penalty(mu, kind, covariance=covariance)
     x64 = x.to(torch.float64)
     mu = x64.mean(dim=-2)
     if kind == "mu_only":
-        value = gaussian_fit_penalty(mu, kind)
-    elif kind in _DIAGONAL_KINDS:
-        value = gaussian_fit_penalty(mu, kind, variance=x64.var(dim=-2, unbiased=True))
-    else:
-        centered = x64 - mu.unsqueeze(-2)
-        needs_covariance = d <= n or kind == "jeff_full"
-        covariance = centered.transpose(-1, -2) @ centered / (n - 1) if needs_covariance else None
-        # d > N: the covariance has rank < N; its spectrum comes cheaper from the N x N Gram matrix.
-        eigenvalues = covariance_eigenvalues(centered) if d > n else None
-        value = gaussian_fit_penalty(mu, kind, covariance=covariance, eigenvalues=eigenvalues)
-    return value.to(out_dtype)
+        return gaussian_fit_penalty(mu, kind)
+    centered, scale = _rescaled(x64 - mu.unsqueeze(-2))
+    if kind in _DIAGONAL_KINDS:
+        variance = (centered * centered).sum(dim=-2) / (n - 1)
+        return gaussian_fit_penalty(mu, kind, variance=variance, scale=scale)
+    needs_covariance = d <= n or kind == "jeff_full"
+    covariance = centered.transpose(-1, -2) @ centered / (n - 1) if needs_covariance else None
+    # d > N: the covariance has rank < N; its spectrum comes cheaper from the N x N Gram matrix.
+    eigenvalues = covariance_eigenvalues(centered) if d > n else None
+    return gaussian_fit_penalty(mu, kind, covariance=covariance, eigenvalues=eigenvalues, scale=scale)
+
+
+def _well_scaled(covariance: Tensor) -> bool:
+    """Whether float32 products of the centred rows kept their range: variances neither overflowing
+    nor so small that their squares reach float32's subnormals."""
+    variances = covariance.diagonal(dim1=-2, dim2=-1)
+    trace = variances.sum(dim=-1)
+    return bool(((variances.amax(dim=-1) < 2.0**80) & (trace > variances.shape[-1] * 2.0**-80)).all())
+
+
+def _rescaled(centered: Tensor) -> tuple[Tensor, Tensor | None]:
+    """``centered / c`` and c, a power of two per batch near the largest |entry| (detached), or the rows
+    and None when their products cannot lose range (rescaling is exact and changes no formula)."""
+    peak = centered.detach().abs().amax(dim=(-2, -1))
+    if _compiling() or bool(((peak > 2.0**-400) & (peak < 2.0**400)).all()):
+        return centered, None
+    exponent = torch.frexp(peak).exponent.clamp(-1000, 1000)
+    scale = torch.ldexp(torch.ones_like(peak), exponent)
+    return centered / scale.unsqueeze(-1).unsqueeze(-1), scale
 
 
 _FULL_KINDS = ("w2", "kl_full", "jeff_full")
@@ -287,10 +339,22 @@ def _global_moment_penalty(x: Tensor, kind: str) -> Tensor:
     return gaussian_fit_penalty(moments.mean, kind, covariance=moments.covariance)
 
 
-def _inverse_quadratic_form(cov: Tensor, mu: Tensor) -> Tensor:
-    """mu^T S^-1 mu with S floored at EIGENVALUE_FLOOR (ridge), by a Cholesky solve."""
+def _inverse_quadratic_form(cov: Tensor, mu: Tensor, scale: Tensor | None = None) -> Tensor:
+    """mu^T S^-1 mu with S floored at EIGENVALUE_FLOOR (ridge; or 2^-40 of the mean variance where that
+    is larger), by a Cholesky solve; with ``scale`` c,
+    S = c^2 ``cov``: solved as (mu/c)^T (cov + ridge/c^2)^-1 (mu/c) where c > 1 (nothing overflows),
+    and as is where c <= 1 (c^2 cov may underflow, harmlessly, under the ridge)."""
     d = cov.shape[-1]
     eye = torch.eye(d, dtype=cov.dtype, device=cov.device)
-    chol = torch.linalg.cholesky(cov + EIGENVALUE_FLOOR * eye)
+    # At least 2^-40 of the mean variance: a rank-deficient S (d > N) stays factorizable at any scale.
+    relative = 2.0**-40 * cov.detach().diagonal(dim1=-2, dim2=-1).mean(dim=-1)
+    ridge = torch.maximum(relative * (1.0 if scale is None else scale * scale), torch.tensor(EIGENVALUE_FLOOR))
+    if scale is not None:
+        large = (scale > 1.0).unsqueeze(-1)
+        c = scale.unsqueeze(-1)
+        ridge = torch.where(large.squeeze(-1), torch.maximum(relative, EIGENVALUE_FLOOR / (scale * scale)), ridge)
+        cov = torch.where(large.unsqueeze(-1), cov, cov * (c * c).unsqueeze(-1))
+        mu = torch.where(large, mu / c, mu)
+    chol = torch.linalg.cholesky(cov + ridge[..., None, None] * eye)
     solved = torch.cholesky_solve(mu.unsqueeze(-1), chol).squeeze(-1)
     return (mu * solved).sum(dim=-1)

@@ -15,7 +15,10 @@ with :math:`|\varphi_N(t) - e^{-t^2/2}|^2 = (\bar c(t) - e^{-t^2/2})^2 + \bar s(
 integral is the trapezoid rule on ``points`` equally spaced nodes of
 :math:`[-t_{max}, t_{max}]`; the integrand is even in t, so only the nodes with t >= 0 are
 evaluated (with their weights doubled, except at t = 0) -- the result equals the full trapezoid
-sum exactly. SIGReg averages EP over M random unit slices. Cost O(N d M + N M points).
+sum exactly. SIGReg averages EP over M random unit slices. Cost O(N d M + N M points) time; the
+characteristic-function sums are accumulated over blocks of rows, projections included, and the
+backward recomputes each block, so memory is O(block * M * points) beyond x and its gradient
+(never the N x M x points phases).
 
 Reference: Balestriero & LeCun (2025), "LeJEPA: Provable and Scalable Self-Supervised Learning
 Without the Heuristics"; Epps & Pulley (1983), "A test for normality based on the empirical
@@ -34,7 +37,7 @@ from ..distributed import GlobalBatch, all_reduce_sum
 from .closed_form_nulls import sigreg_null_moments
 from .slicing import RandomSlicingLoss
 
-__all__ = ["epps_pulley_quadrature", "epps_pulley", "sigreg_statistic", "SIGReg"]
+__all__ = ["epps_pulley_quadrature", "epps_pulley", "sigreg_statistic", "projected_characteristic_sums", "SIGReg"]
 
 
 def epps_pulley_quadrature(
@@ -108,7 +111,77 @@ def sigreg_statistic(x: Tensor, directions: Tensor, t_max: float = 3.0, points: 
     >>> float(sigreg_statistic(2 * x, directions)) > 10
     True
     """
-    return epps_pulley(torch.matmul(x, directions), t_max, points).mean(dim=-1)
+    sum_cos, sum_sin = projected_characteristic_sums(x, directions, t_max, points)
+    return _epps_pulley_from_sums(sum_cos, sum_sin, x.shape[-2], t_max, points).mean(dim=-1)
+
+
+def projected_characteristic_sums(x: Tensor, directions: Tensor, t_max: float = 3.0, points: int = 17) -> tuple[Tensor, Tensor]:
+    r""":math:`\sum_i \cos(t\, \theta_m^\top x_i)` and :math:`\sum_i \sin(t\, \theta_m^\top x_i)` at the quadrature
+    nodes t >= 0, each ``(..., M, T)``: what :func:`epps_pulley` of ``x @ directions`` sums, in row blocks.
+
+    >>> x, directions = torch.randn(3, 40, 2, dtype=torch.float64), torch.randn(2, 5, dtype=torch.float64)
+    >>> cos, sin = projected_characteristic_sums(x, directions)
+    >>> reference = _characteristic_sums(x @ directions, 3.0, 17)
+    >>> torch.allclose(cos, reference[0]) and torch.allclose(sin, reference[1])
+    True
+    """
+    leading = torch.broadcast_shapes(x.shape[:-2], directions.shape[:-2])
+    flat_x = x.expand(leading + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
+    flat_directions = directions.expand(leading + directions.shape[-2:]).reshape((-1,) + directions.shape[-2:])
+    nodes, _ = epps_pulley_quadrature(t_max, points, dtype=x.dtype, device=x.device)
+    sum_cos, sum_sin = _ProjectedCharacteristicSums.apply(flat_x, flat_directions, nodes)
+    shape = leading + sum_cos.shape[-2:]
+    return sum_cos.reshape(shape), sum_sin.reshape(shape)
+
+
+_BLOCK_ELEMENTS = 1 << 21  # rows x slices x nodes per block
+
+
+def _row_blocks(n: int, width: int) -> list[tuple[int, int]]:
+    rows = max(1, min(n, _BLOCK_ELEMENTS // max(1, width)))
+    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
+
+
+class _ProjectedCharacteristicSums(torch.autograd.Function):
+    r"""Sums of cos(t p) and sin(t p), p = x @ directions, over the rows of ``x`` ``(B, N, d)``, with
+    ``directions`` ``(B, d, M)`` and nodes ``(T,)``. Backward, per recomputed block:
+    :math:`\partial L / \partial p_{im} = \sum_t t\,(-G^{c}_{mt} \sin(t p_{im}) + G^{s}_{mt} \cos(t p_{im}))`,
+    then :math:`\partial L / \partial x = (\partial L / \partial p)\, \Theta^\top` and
+    :math:`\partial L / \partial \Theta = x^\top (\partial L / \partial p)`."""
+
+    @staticmethod
+    def forward(ctx, x, directions, nodes):  # type: ignore[override]
+        batch, n = x.shape[0], x.shape[1]
+        slices = directions.shape[-1]
+        sum_cos = torch.zeros(batch, slices, nodes.shape[0], dtype=torch.float64, device=x.device)
+        sum_sin = torch.zeros_like(sum_cos)
+        for start, stop in _row_blocks(n, batch * slices * nodes.shape[0]):
+            phases = (x[:, start:stop] @ directions).unsqueeze(-1) * nodes  # (B, rows, M, T)
+            sum_cos += torch.cos(phases).sum(dim=1).to(torch.float64)
+            sum_sin += torch.sin(phases).sum(dim=1).to(torch.float64)
+        ctx.save_for_backward(x, directions, nodes)
+        return sum_cos.to(x.dtype), sum_sin.to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_cos, grad_sin):  # type: ignore[override]
+        x, directions, nodes = ctx.saved_tensors
+        batch, n = x.shape[0], x.shape[1]
+        grad_cos = torch.zeros_like(directions[:, :1].transpose(-1, -2) * nodes) if grad_cos is None else grad_cos
+        grad_sin = torch.zeros_like(grad_cos) if grad_sin is None else grad_sin
+        # (B, M, T) weights with the chain-rule factor t folded in
+        weight_sin, weight_cos = (-grad_cos * nodes).unsqueeze(1), (grad_sin * nodes).unsqueeze(1)
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_directions = torch.zeros_like(directions) if ctx.needs_input_grad[1] else None
+        for start, stop in _row_blocks(n, batch * directions.shape[-1] * nodes.shape[0]):
+            rows = x[:, start:stop]
+            phases = (rows @ directions).unsqueeze(-1) * nodes
+            grad_projection = (torch.sin(phases) * weight_sin + torch.cos(phases) * weight_cos).sum(dim=-1)
+            if grad_x is not None:
+                grad_x[:, start:stop] = grad_projection @ directions.transpose(-1, -2)
+            if grad_directions is not None:
+                grad_directions += rows.transpose(-1, -2) @ grad_projection
+        return grad_x, grad_directions, None
 
 
 class SIGReg(RandomSlicingLoss):
@@ -173,8 +246,7 @@ class SIGReg(RandomSlicingLoss):
 
     def _evaluate_global(self, x: Tensor, generator: torch.Generator | None, rows: GlobalBatch) -> Tensor:
         # phi_N is a mean over points: all-reduce the cos/sin sums (packed) and divide by the global N.
-        projections = torch.matmul(x, self.directions(x, generator))
-        sum_cos, sum_sin = _characteristic_sums(projections, self.t_max, self.points)
+        sum_cos, sum_sin = projected_characteristic_sums(x, self.directions(x, generator), self.t_max, self.points)
         sum_cos, sum_sin = all_reduce_sum(torch.stack([sum_cos, sum_sin])).unbind(0)
         return _epps_pulley_from_sums(sum_cos, sum_sin, rows.total, self.t_max, self.points).mean(dim=-1)
 
@@ -187,7 +259,7 @@ class SIGReg(RandomSlicingLoss):
         return NullStats.from_moments(*sigreg_null_moments(n, d, self.slices, nodes.numpy(), weights.numpy()))
 
     def _intermediate_size(self, n: int, d: int) -> int:
-        return n * self.slices * (self.points // 2 + 1) + n * d
+        return n * d + min(n * self.slices * (self.points // 2 + 1), _BLOCK_ELEMENTS)
 
     def extra_repr(self) -> str:
         return f"slices={self.slices}, t_max={self.t_max}, points={self.points}, seed={self.seed}, {self._flags_repr()}"

@@ -10,7 +10,8 @@ quantiles at the mid-points :math:`q_i = \Phi^{-1}((i + 1/2) / N)`, i = 0, ..., 
 
 Every projection of N(0, I) is N(0, 1), so each term is the squared 1-D 2-Wasserstein distance
 between the sorted projections and the (quantized) standard normal: the sorted order is the
-optimal transport plan in one dimension.
+optimal transport plan in one dimension. The slices are processed in blocks (project, sort, sum)
+and the backward re-sorts each block, so memory is O(N x block), never the (N, M) projections.
 
 References: Bonneel, Rabin, Peyre & Pfister (2015), "Sliced and Radon Wasserstein barycenters of
 measures"; Deshpande, Zhang & Schwing (2018), "Generative modeling using the sliced Wasserstein
@@ -24,6 +25,7 @@ from typing import Hashable
 import torch
 from torch import Tensor
 
+from .._validation import _compiling, representable
 from ..distributed import GlobalBatch, all_gather_rows
 from .slicing import RandomSlicingLoss
 
@@ -53,14 +55,72 @@ def sliced_wasserstein_gaussian(x: Tensor, directions: Tensor) -> Tensor:
     >>> float(sliced_wasserstein_gaussian(x + 1.0, torch.ones(1, 1)))  # a shift by 1 costs 1
     1.0
     """
-    return _sliced_from_projections(torch.matmul(x, directions))
+    leading = torch.broadcast_shapes(x.shape[:-2], directions.shape[:-2])
+    flat_x = x.expand(leading + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
+    flat_directions = directions.expand(leading + directions.shape[-2:]).reshape((-1,) + directions.shape[-2:])
+    total = _SlicedSquaredGaps.apply(flat_x, flat_directions)  # float64 sums over slices and points
+    value = total.reshape(leading) / (x.shape[-2] * directions.shape[-1])
+    return representable(value, x.dtype, "the sliced Wasserstein distance")
 
 
 def _sliced_from_projections(projections: Tensor) -> Tensor:
     """Mean over slices and points of (sorted projection - Gaussian quantile)^2; projections ``(..., N, M)``."""
     ordered, _ = torch.sort(projections, dim=-2)
     quantiles = gaussian_quantiles(projections.shape[-2], dtype=ordered.dtype, device=ordered.device)
-    return ((ordered - quantiles.unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
+    value = ((ordered - quantiles.unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
+    if _compiling() or bool(torch.isfinite(value).all()):
+        return value
+    # A square (~ scale^2) overflowed: the float64 mean may still fit; if not, say so, with its size.
+    wide = ((ordered.to(torch.float64) - quantiles.to(torch.float64).unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
+    return representable(wide, value.dtype, "the sliced Wasserstein distance")
+
+
+_BLOCK_ELEMENTS = 1 << 21  # points x slices per block of slices
+
+
+def _slice_blocks(batch: int, n: int, slices: int) -> list[tuple[int, int]]:
+    width = max(1, min(slices, _BLOCK_ELEMENTS // max(1, batch * n)))
+    return [(start, min(slices, start + width)) for start in range(0, slices, width)]
+
+
+class _SlicedSquaredGaps(torch.autograd.Function):
+    r""":math:`\sum_m \sum_i (p_{m,(i)} - q_i)^2` per batch (float64), p = x @ directions, over blocks of slices.
+
+    Each block projects, sorts and sums; the backward re-projects and re-sorts the block and sends
+    :math:`2 (p_{m,(i)} - q_i)` back to the point that holds rank i, then through the projection:
+    O(N x block) memory instead of the (N, M) projections, their sort indices and squares.
+    """
+
+    @staticmethod
+    def forward(ctx, x, directions):  # type: ignore[override]
+        batch, n = x.shape[0], x.shape[1]
+        quantiles = gaussian_quantiles(n, dtype=x.dtype, device=x.device).unsqueeze(-1)
+        total = torch.zeros(batch, dtype=torch.float64, device=x.device)
+        for start, stop in _slice_blocks(batch, n, directions.shape[-1]):
+            ordered, _ = torch.sort(x @ directions[..., start:stop], dim=-2)
+            gaps = ordered.to(torch.float64) - quantiles.to(torch.float64)  # float64: squares may exceed float32
+            total += (gaps * gaps).sum(dim=(-2, -1))
+        ctx.save_for_backward(x, directions)
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_total):  # type: ignore[override]
+        x, directions = ctx.saved_tensors
+        batch, n = x.shape[0], x.shape[1]
+        quantiles = gaussian_quantiles(n, dtype=x.dtype, device=x.device).unsqueeze(-1)
+        weight = (2.0 * grad_total).to(x.dtype)[:, None, None]
+        grad_x = torch.zeros_like(x) if ctx.needs_input_grad[0] else None
+        grad_directions = torch.zeros_like(directions) if ctx.needs_input_grad[1] else None
+        for start, stop in _slice_blocks(batch, n, directions.shape[-1]):
+            block = directions[..., start:stop]
+            ordered, order = torch.sort(x @ block, dim=-2)
+            grad_projection = torch.empty_like(ordered).scatter_(-2, order, weight * (ordered - quantiles))
+            if grad_x is not None:
+                grad_x.baddbmm_(grad_projection, block.transpose(-1, -2))
+            if grad_directions is not None:
+                grad_directions[..., start:stop] = x.transpose(-1, -2) @ grad_projection
+        return grad_x, grad_directions
 
 
 class SlicedWassersteinGaussian(RandomSlicingLoss):
@@ -120,4 +180,4 @@ class SlicedWassersteinGaussian(RandomSlicingLoss):
         return (self.slices,)
 
     def _intermediate_size(self, n: int, d: int) -> int:
-        return n * self.slices + n * d
+        return 2 * n * d + min(4 * n * self.slices, 4 * _BLOCK_ELEMENTS)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .map import chi2_forward, chi2_norm_slopes, norm_gradient
+from .map import _finite, chi2_forward, chi2_norm_slopes, norm_gradient, scaled_rows
 from .spectral import FeatureBlocks, SpectralSums
 
 __all__ = ["fused_spectral_sums"]
@@ -46,32 +46,27 @@ def fused_spectral_sums(x: Tensor, modes: int, degree: int) -> tuple[SpectralSum
     return SpectralSums(zeroth, first, second), cdf, score
 
 
-def _norms(x: Tensor) -> tuple[Tensor, Tensor]:
-    """|x| and 1/|x| per row, both 0 for a zero row."""
-    norm = torch.linalg.vector_norm(x, dim=-1)  # one fused pass (vecdot would multiply, then sum)
-    positive = norm > 0
-    return norm, torch.where(positive, 1.0 / torch.where(positive, norm, torch.ones_like(norm)), torch.zeros_like(norm))
-
-
 class _FusedSpectralSums(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, modes, degree):  # type: ignore[override]
-        norm, inverse = _norms(x)
-        cdf, score, chi2_saved = chi2_forward(norm.to(torch.float64), float(x.shape[-1]))
+        scale = scaled_rows(x)  # x itself unless some row norm is extreme (then rescaled rows)
+        rows, inverse = scale.rows, scale.inverse
+        cdf, score, chi2_saved = chi2_forward(scale.norm, float(x.shape[-1]))
         t = cdf.to(x.dtype)
-        blocks = FeatureBlocks(x, modes, degree)
-        zeroth, first, second = blocks.sums((x[:, a:b], t[:, a:b], inverse[:, a:b]) for a, b in blocks.ranges)
-        ctx.save_for_backward(x, inverse, t, *chi2_saved)
+        blocks = FeatureBlocks(rows, modes, degree)
+        zeroth, first, second = blocks.sums((rows[:, a:b], t[:, a:b], inverse[:, a:b]) for a, b in blocks.ranges)
+        ctx.save_for_backward(rows, inverse, t, *chi2_saved)
         ctx.blocks = blocks
+        ctx.factor = scale.factor
         return zeroth, first, second, cdf, score
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_zeroth, grad_first, grad_second, grad_cdf, grad_score):  # type: ignore[override]
-        x, inverse, t, log_slope, score, floored = ctx.saved_tensors
-        blocks = ctx.blocks
+        x, inverse, t, log_density, log_score_slope, zero = ctx.saved_tensors
+        blocks, factor = ctx.blocks, ctx.factor
         blocks.prepare_backward(grad_zeroth, grad_first, grad_second)
-        d_cdf, d_score = chi2_norm_slopes(log_slope, score, floored)
+        d_cdf, d_score = chi2_norm_slopes(log_density, log_score_slope, zero)
         external = torch.zeros_like(d_cdf)  # dL/dr through the radial coordinates used elsewhere
         if grad_cdf is not None:
             external = external + grad_cdf * d_cdf
@@ -81,8 +76,20 @@ class _FusedSpectralSums(torch.autograd.Function):
         for a, b in blocks.ranges:
             rows, inv = x[:, a:b], inverse[:, a:b]
             scaled_grad_u, grad_t, rows_dot = blocks.block_gradients(rows, t[:, a:b], inv)  # g_i / r_i, x_i . g_i / r_i
-            grad_norm = norm_gradient(grad_t.to(d_cdf.dtype) * d_cdf[:, a:b] + external[:, a:b], floored[:, a:b])
+            grad_norm = norm_gradient(grad_t.to(d_cdf.dtype) * d_cdf[:, a:b] + external[:, a:b], zero[:, a:b])
+            if factor is not None:  # rescaled rows (extreme norms): see _rescaled_block_gradient
+                grad_x[:, a:b] = _rescaled_block_gradient(rows, inv, scaled_grad_u, rows_dot, grad_norm, factor[:, a:b])
+                continue
             # u_i . g_i / r_i = (x_i . g_i / r_i) / r_i, and u_i * c = x_i * (c / r_i): u is never formed
             radial = grad_norm.to(x.dtype) - inv * rows_dot
             torch.addcmul(scaled_grad_u, rows, (inv * radial).unsqueeze(-1), out=grad_x[:, a:b])  # no extra copy
         return grad_x, None, None
+
+
+def _rescaled_block_gradient(rows, inverse, scaled_grad_u, rows_dot, grad_norm, factor) -> Tensor:
+    """dL/dx for a block of rows stored as x * factor: the same formula with r = ||rows|| / factor, i.e.
+    factor * [(g - u (u . g)) / ||rows|| + u (dL/dr) / factor], in float64 (1/r may exceed x's range)."""
+    wide = torch.float64
+    radial = grad_norm / factor - inverse.to(wide) * rows_dot.to(wide)
+    grad = scaled_grad_u.to(wide) + rows.to(wide) * (inverse.to(wide) * radial).unsqueeze(-1)
+    return _finite(grad * factor.unsqueeze(-1), rows.dtype).to(rows.dtype)

@@ -13,8 +13,14 @@ tails of the incomplete gamma function and a Newton-refined inverse normal CDF w
 and d up to thousands. The backward pass uses the exact derivatives
 :math:`dt/ds = f_{\chi^2_d}(s)` and :math:`dz/ds = f_{\chi^2_d}(s) / \varphi(z)`, taken with
 respect to the norm and in log-space (capped at 1e30 in magnitude).
+Rows whose norm is too small or too large for plain float arithmetic (float32: outside
+2^-60..2^52) are rescaled by powers of two before the direction is formed, so every finite row
+of any scale maps to finite (u, t, z) with finite gradients; a squared norm within 2^24 of the
+dtype's range is refused with a ValueError (the loss would overflow).
 A zero row has no direction: its u is the zero vector (with zero gradient) and its t, z are
-those of s = 1e-300.
+those of s = 1e-300. A batch of zero rows (exact collapse) therefore gets an exactly zero
+gradient: any non-zero one would have to pick a direction, and every rotation-invariant loss
+differentiable at 0 has gradient 0 there.
 """
 
 from __future__ import annotations
@@ -25,13 +31,22 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-__all__ = ["WristbandPoint", "wristband_map", "chi2_cdf_and_score"]
+from .._validation import _compiling
 
-_SMALLEST_HALF_S = 1e-300  # s / 2 is floored here so that x = 0 gives finite t, z
+__all__ = ["WristbandPoint", "RowScale", "wristband_map", "chi2_cdf_and_score", "scaled_rows"]
+
+_ZERO_ROW_NORM = 1e-150  # a zero row takes the t, z of s = 1e-300
 _LOG_HALF = math.log(0.5)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
-_NDTRI_DIRECT_LIMIT = -700.0
-_MAX_SLOPE = 1e30  # below this log-probability, exp() loses precision: use Newton
+_HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
+_NDTRI_DIRECT_LIMIT = -700.0  # below this log-probability, exp() loses precision: use Newton
+_NEWTON_USELESS = -1e30  # below this the asymptotic start is exact to rounding (and z^2 nears overflow)
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+_MAX_SLOPE = 1e30
+# Row norms whose squares neither underflow nor overflow in the plain vector_norm of each dtype.
+_SAFE_NORMS = {torch.float32: (2.0**-60, 2.0**52), torch.float64: (2.0**-480, 2.0**480)}
+# A calibrated loss grows like N ||x||^2: squared norms within 2^24 of the dtype's range are refused.
+_RANGE_MARGIN = 2.0**-24
 
 
 class WristbandPoint(NamedTuple):
@@ -40,6 +55,61 @@ class WristbandPoint(NamedTuple):
     direction: Tensor
     cdf: Tensor
     score: Tensor
+
+
+class RowScale(NamedTuple):
+    """Rows of a batch ready for the map, from :func:`scaled_rows`.
+
+    ``rows`` is x itself, or (when some row norm is too small or too large for plain float
+    arithmetic) x with each row multiplied by ``factor``, a power of two (float64), so that
+    ``rows * inverse[..., None]`` is the unit direction; ``inverse`` is 1/||rows|| (0 for a zero
+    row) in x's dtype; ``norm`` is ||x|| in float64, exact at every finite scale.
+    """
+
+    rows: Tensor
+    inverse: Tensor
+    norm: Tensor
+    factor: Tensor | None
+
+
+def scaled_rows(x: Tensor) -> RowScale:
+    """:class:`RowScale` of a float32/float64 batch ``(..., N, d)``: one pass over x when every row norm
+    lies in a safe range, and a rescaled copy otherwise.
+
+    Raises ValueError when a squared row norm comes within 2^24 of x's dtype range (float32: norms
+    above ~4e15): the calibrated wristband loss, which grows like N ||x||^2, would overflow.
+
+    >>> x = torch.tensor([[3e-30, 4e-30], [0.0, 0.0]])
+    >>> scale = scaled_rows(x)
+    >>> scale.norm.tolist(), (scale.rows * scale.inverse[:, None]).tolist()
+    ([5.000000...e-30, 0.0], [[0.6000000238418579, 0.800000011920929], [0.0, 0.0]])
+    """
+    norm = torch.linalg.vector_norm(x, dim=-1)
+    low, high = _SAFE_NORMS[x.dtype]
+    if _compiling() or bool(((norm > low) & (norm < high)).all()):
+        positive = norm > 0
+        inverse = torch.where(positive, 1.0 / torch.where(positive, norm, torch.ones_like(norm)), torch.zeros_like(norm))
+        return RowScale(x, inverse, norm.to(torch.float64), None)
+    return _rescaled_rows(x)
+
+
+def _rescaled_rows(x: Tensor) -> RowScale:
+    wide = x.detach().to(torch.float64)
+    peak = wide.abs().amax(dim=-1)
+    exponent = torch.frexp(peak).exponent.clamp(-1000, 1000)  # peak = m 2^e, m in [1/2, 1); 0 for a zero row
+    factor = torch.ldexp(torch.ones_like(peak), -exponent)
+    rows = wide * factor.unsqueeze(-1)  # exact: entries now below 1 in magnitude, the peak above 1/2
+    scaled_norm = torch.linalg.vector_norm(rows, dim=-1)
+    norm = scaled_norm / factor
+    largest = float(norm.max()) if norm.numel() else 0.0
+    if largest * largest > torch.finfo(x.dtype).max * _RANGE_MARGIN:
+        raise ValueError(
+            f"a row of x has norm {largest:.3g}: the wristband loss grows like N ||x||^2 and would overflow "
+            f"{x.dtype}; rescale the embeddings (or use float64)"
+        )
+    positive = scaled_norm > 0
+    inverse = torch.where(positive, 1.0 / torch.where(positive, scaled_norm, torch.ones_like(scaled_norm)), 0.0)
+    return RowScale(rows.to(x.dtype), inverse.to(x.dtype), norm, factor)
 
 
 def wristband_map(x: Tensor) -> WristbandPoint:
@@ -55,15 +125,49 @@ def wristband_map(x: Tensor) -> WristbandPoint:
     >>> [round(v, 6) for v in point.cdf.tolist()]   # chi2_2 CDF: 1 - exp(-s / 2)
     [1.0, 0.0]
     """
-    squared_norm = (x * x).sum(dim=-1)
-    positive = squared_norm > 0
-    norm = torch.sqrt(torch.where(positive, squared_norm, torch.ones_like(squared_norm)))
-    # Masking the N-vector 1/|x| (not the N x d quotient) keeps this to one pass over x, each way.
-    inverse_norm = torch.where(positive, 1.0 / norm, torch.zeros_like(norm))
-    direction = x * inverse_norm.unsqueeze(-1)
-    norm = torch.where(positive, norm, torch.zeros_like(norm))
-    cdf, score = _Chi2CdfAndScore.apply(norm.to(torch.float64), float(x.shape[-1]))
-    return WristbandPoint(direction, cdf, score)
+    return WristbandPoint(*_WristbandMap.apply(x))
+
+
+class _WristbandMap(torch.autograd.Function):
+    """(u, t, z) of x with the backward dL/dx = (g - u (u . g)) / r + (dL/dr) u, g = dL/du, formed from
+    the saved rows and 1/r so that no quotient is differentiated at tiny or huge norms."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        scale = scaled_rows(x)
+        direction = scale.rows * scale.inverse.unsqueeze(-1)
+        cdf, score, saved = chi2_forward(scale.norm, float(x.shape[-1]))
+        ctx.save_for_backward(direction, scale.inverse, *saved)
+        ctx.factor = scale.factor
+        return direction, cdf, score
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_direction, grad_cdf, grad_score):  # type: ignore[override]
+        direction, inverse, *saved = ctx.saved_tensors
+        d_cdf, d_score = chi2_norm_slopes(*saved)
+        grad_norm = torch.zeros_like(d_cdf)
+        if grad_cdf is not None:
+            grad_norm = grad_norm + grad_cdf * d_cdf
+        if grad_score is not None:
+            grad_norm = grad_norm + grad_score * d_score
+        grad_norm = norm_gradient(grad_norm, saved[-1])
+        if grad_direction is None:
+            return direction * grad_norm.to(direction.dtype).unsqueeze(-1)
+        along = (direction * grad_direction).sum(dim=-1, keepdim=True)
+        tangent = grad_direction - direction * along
+        if ctx.factor is None:
+            return tangent * inverse.unsqueeze(-1) + direction * grad_norm.to(direction.dtype).unsqueeze(-1)
+        # Rescaled rows: 1/r = factor / ||rows||, applied in float64 (it may exceed x's range).
+        inverse_norm = (inverse.to(torch.float64) * ctx.factor).unsqueeze(-1)
+        grad = tangent.to(torch.float64) * inverse_norm + direction.to(torch.float64) * grad_norm.unsqueeze(-1)
+        return _finite(grad, direction.dtype).to(direction.dtype)
+
+
+def _finite(grad: Tensor, dtype: torch.dtype) -> Tensor:
+    """Clamp to ``dtype``'s range: near r = 0 the true slope ~ 1/r exceeds it (float32: below r ~ 1e-38)."""
+    limit = torch.finfo(dtype).max
+    return grad.clamp(-limit, limit)
 
 
 def chi2_cdf_and_score(squared_norm: Tensor, d: int) -> tuple[Tensor, Tensor]:
@@ -73,7 +177,7 @@ def chi2_cdf_and_score(squared_norm: Tensor, d: int) -> tuple[Tensor, Tensor]:
 
     >>> t, z = chi2_cdf_and_score(torch.tensor([0.0, 1.0, 1e6], dtype=torch.float64), 1)
     >>> [round(v, 4) for v in z.tolist()]   # chi2_1 CDF at 1 is P(|N(0,1)| < 1) = 0.6827
-    [-26.1183, 0.4752, 999.9993]
+    [-26.1316, 0.4752, 999.9993]
     """
     positive = squared_norm > 0
     norm = torch.sqrt(torch.where(positive, squared_norm, torch.ones_like(squared_norm)))
@@ -81,8 +185,7 @@ def chi2_cdf_and_score(squared_norm: Tensor, d: int) -> tuple[Tensor, Tensor]:
 
 
 class _Chi2CdfAndScore(torch.autograd.Function):
-    """(t, z) as functions of the norm r = sqrt(s); the slope dz/dr = 2 r f(s) / phi(z) is formed in
-    log-space so it stays representable even where dz/ds alone would overflow float32."""
+    """(t, z) as functions of the norm r = sqrt(s), with the slopes of :func:`chi2_norm_slopes`."""
 
     @staticmethod
     def forward(ctx, norm: Tensor, d: float) -> tuple[Tensor, Tensor]:  # type: ignore[override]
@@ -97,69 +200,88 @@ class _Chi2CdfAndScore(torch.autograd.Function):
 
 
 def chi2_forward(norm: Tensor, d: float) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
-    """t = P(d/2, r^2/2) and z = Phi^-1(t) for float64 norms r, and what their slopes need."""
+    r"""t = P(d/2, r^2/2) and z = Phi^-1(t) for float64 norms r, and what their slopes need.
+
+    Everything is formed from :math:`\log(r^2/2)` (no floor on r > 0) and from the log of the
+    smaller tail :math:`\ell` (of t, or of 1 - t); the slope of z is assembled from two ratios that
+    stay O(r) and O(1/|z|) at every radius -- the hazard :math:`f(r) / e^{\ell}` and the normal Mills
+    ratio -- because :math:`f(r)` and :math:`\varphi(z)` alone both underflow for r beyond ~40.
+    """
     a = 0.5 * d
-    half = (0.5 * norm * norm).clamp_min(_SMALLEST_HALF_S)
-    log_half = torch.log(half)
+    zero = norm == 0
+    r = torch.where(zero, _ZERO_ROW_NORM, norm)
+    log_r = torch.log(r)
+    log_half = 2.0 * log_r + _LOG_HALF
+    half = 0.5 * r * r  # may underflow to 0 at tiny r: it then only enters additively
     lower, upper = _gamma_tails(a, half)
-    # Leading-order tail expansions where the float64 tails underflow to 0.
+    # Exact log-tails while the float64 tail is a normal number, leading-order expansions beyond.
+    lower_exact, upper_exact = lower > _SMALLEST_NORMAL, upper > _SMALLEST_NORMAL
     log_lower = torch.where(
-        lower > 0,
-        torch.log(lower.clamp_min(1e-320)),
+        lower_exact,
+        torch.log(lower.clamp_min(_SMALLEST_NORMAL)),
         a * log_half - half - math.lgamma(a + 1.0) + torch.log1p(half / (a + 1.0)),
     )
     log_upper = torch.where(
-        upper > 0,
-        torch.log(upper.clamp_min(1e-320)),
+        upper_exact,
+        torch.log(upper.clamp_min(_SMALLEST_NORMAL)),
         (a - 1.0) * log_half - half - math.lgamma(a) + torch.log1p((a - 1.0) / half),
     )
+    log_density = log_r + (a - 1.0) * log_half - half - math.lgamma(a)  # log dt/dr
     # One quantile evaluation per point, on its smaller tail: z = -q(log lower) or +q(log upper).
     on_lower = log_lower <= _LOG_HALF
-    score = _normal_quantile_of_log(torch.where(on_lower, log_lower, log_upper))
-    score = torch.where(on_lower, score, -score)
-    # log of dt/dr = 2 r f_chi2(r^2), f_chi2(s) = (s/2)^(a-1) e^(-s/2) / (2 Gamma(a))
-    log_slope = torch.log(norm.clamp_min(1e-300)) + (a - 1.0) * log_half - half - math.lgamma(a)
-    floored = 0.5 * norm * norm < _SMALLEST_HALF_S  # like clamp: no slope below the floor
-    return lower, score, (log_slope, score, floored)
+    log_tail = torch.where(on_lower, log_lower, log_upper)
+    tail_score = _normal_quantile_of_log(log_tail)  # <= 0
+    score = torch.where(on_lower, tail_score, -tail_score)
+    # log hazard = log f(r) - log(tail); in closed form where the tail is the expansion (no cancellation)
+    log_hazard = torch.where(
+        on_lower,
+        torch.where(lower_exact, log_density - log_lower,
+                    math.log(2.0 * a) - log_r - torch.log1p(half / (a + 1.0))),
+        torch.where(upper_exact, log_density - log_upper, log_r - torch.log1p((a - 1.0) / half)),
+    )
+    # log dz/dr = log hazard - log(phi(z) / Phi(-|z|)), the latter from erfcx without cancellation
+    log_score_slope = log_hazard - _HALF_LOG_2_OVER_PI + torch.log(torch.special.erfcx(-tail_score / math.sqrt(2.0)))
+    return lower, score, (log_density, log_score_slope, zero)
 
 
 def _gamma_tails(a: float, half: Tensor) -> tuple[Tensor, Tensor]:
     """(P(a, x), Q(a, x)) with one special-function evaluation per point: each point evaluates its
     smaller tail (P below x = a, Q above; the float64 tails stay exact) and takes 1 - it for the
-    other, which is >= ~1/2 there and loses nothing."""
+    other, which is >= ~1/2 there and loses nothing. The unneeded tail is asked at x = 0 (P) or
+    x = inf (Q), which the special functions return at once: no boolean indexing."""
     below = half < a
-    lower = torch.empty_like(half)
-    upper = torch.empty_like(half)
-    small, large = half[below], half[~below]
-    lower[below] = torch.special.gammainc(torch.full_like(small, a), small)
-    upper[~below] = torch.special.gammaincc(torch.full_like(large, a), large)
-    upper[below] = 1.0 - lower[below]
-    lower[~below] = 1.0 - upper[~below]
+    shape = torch.tensor(a, dtype=half.dtype, device=half.device)
+    lower_part = torch.special.gammainc(shape, torch.where(below, half, 0.0))
+    upper_part = torch.special.gammaincc(shape, torch.where(below, math.inf, half))
+    lower = torch.where(below, lower_part, 1.0 - upper_part)
+    upper = torch.where(below, 1.0 - lower_part, upper_part)
     return lower, upper
 
 
-def chi2_norm_slopes(log_slope: Tensor, score: Tensor, floored: Tensor) -> tuple[Tensor, Tensor]:
+def chi2_norm_slopes(log_density: Tensor, log_score_slope: Tensor, zero: Tensor) -> tuple[Tensor, Tensor]:
     """dt/dr and dz/dr (float64) from :func:`chi2_forward`'s saved values."""
-    d_cdf = torch.exp(log_slope)
-    log_normal_density = -0.5 * score * score - _HALF_LOG_2PI
-    return d_cdf, torch.exp(log_slope - log_normal_density)
+    return torch.exp(log_density), torch.exp(log_score_slope)
 
 
-def norm_gradient(grad: Tensor, floored: Tensor) -> Tensor:
-    """A gradient with respect to the norm: zero below the floor, and capped to stay finite in float32
-    (near r = 0 in d <= 2 the score is genuinely steep, ~ 1/r)."""
-    return torch.where(floored, 0.0, grad).clamp(-_MAX_SLOPE, _MAX_SLOPE)
+def norm_gradient(grad: Tensor, zero: Tensor) -> Tensor:
+    """A gradient with respect to the norm: zero for a zero row (it has no direction to move along),
+    and capped to stay finite in float32 (near r = 0 in d <= 2 the score is genuinely steep, ~ 1/r)."""
+    return torch.where(zero, 0.0, grad).clamp(-_MAX_SLOPE, _MAX_SLOPE)
 
 
 def _normal_quantile_of_log(log_p: Tensor) -> Tensor:
     r""":math:`\Phi^{-1}(e^{\ell})` for log-probabilities :math:`\ell \le \log(1/2)`, accurate in the far tail."""
     direct = torch.special.ndtri(torch.exp(log_p.clamp_min(_NDTRI_DIRECT_LIMIT)))
-    # Far tail: Phi(z) ~ phi(z) / |z| gives a start; Newton on log Phi(z) = log_p finishes it.
-    minus_two_log_p = (-2.0 * log_p).clamp_min(-2.0 * _NDTRI_DIRECT_LIMIT)
-    z = -torch.sqrt(minus_two_log_p - torch.log(minus_two_log_p) - 2.0 * _HALF_LOG_2PI)
-    target = log_p.clamp_max(_NDTRI_DIRECT_LIMIT)
+    if not _compiling() and not bool((log_p < _NDTRI_DIRECT_LIMIT).any()):
+        return direct  # the common case: no point in the far tail, no Newton work
+    # Far tail: Phi(z) ~ phi(z) / |z| gives a start; Newton on log Phi(z) = log_p finishes it, with
+    # the slope phi/Phi = sqrt(2/pi) / erfcx(-z/sqrt 2) (exact, no cancellation at any z < 0).
+    target = log_p.clamp(_NEWTON_USELESS, _NDTRI_DIRECT_LIMIT)
+    minus_two_log_p = -2.0 * log_p.clamp_max(_NDTRI_DIRECT_LIMIT)
+    start = -torch.sqrt(minus_two_log_p - torch.log(minus_two_log_p) - 2.0 * _HALF_LOG_2PI)
+    z = start.clamp_min(-math.sqrt(-2.0 * _NEWTON_USELESS))
     for _ in range(3):
-        log_cdf = torch.special.log_ndtr(z)
-        slope = torch.exp(-0.5 * z * z - _HALF_LOG_2PI - log_cdf)
-        z = z - (log_cdf - target) / slope
-    return torch.where(log_p > _NDTRI_DIRECT_LIMIT, direct, z)
+        slope = math.sqrt(2.0 / math.pi) / torch.special.erfcx(-z / math.sqrt(2.0))
+        z = z - (torch.special.log_ndtr(z) - target) / slope
+    far = torch.where(log_p < _NEWTON_USELESS, start, z)
+    return torch.where(log_p > _NDTRI_DIRECT_LIMIT, direct, far)

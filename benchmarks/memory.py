@@ -1,0 +1,89 @@
+"""Peak memory and time of every Gaussian regularizer, forward + backward, one fresh process each.
+
+    python benchmarks/memory.py [--n 200000] [--d 64] [--quadratic-n 20000] [--repeats 1] [--only NAME ...]
+
+Each configuration runs in its own spawned process (``benchmarks/_measure.py``): peak memory is the
+rise of the process's peak RSS over the state after x (float32, requires_grad) and the module
+exist, during the first forward + backward (it includes x.grad, N d 4 bytes); time is the median
+of ``--repeats`` later calls, one thread. The O(N^2) statistics (GaussianMMD, the pairwise
+wristband) also run at ``--quadratic-n``, and their time at N is extrapolated as
+(N / quadratic-n)^2 times the measured one when N itself is not run (``--quadratic-full`` runs it).
+Statistics calibrated by Monte-Carlo are measured raw (``calibrate=False``): their null draws
+are a one-off cost per (N, d), not part of a step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _measure import fmt_bytes, fmt_seconds, measure  # noqa: E402
+
+QUADRATIC = ("mmd", "wristband pairwise")
+REGULARIZERS = (
+    "wristband", "wristband degree 1", "wristband pairwise", "moments", "moments w2", "moments kl_diag",
+    "mmd", "sliced", "sigreg",
+)
+
+
+def make(name: str):
+    from latentshape import GaussianMMD, MomentMatchingLoss, SIGReg, SlicedWassersteinGaussian, WristbandLoss
+
+    return {
+        "wristband": lambda: WristbandLoss(calibrate=True),
+        "wristband degree 1": lambda: WristbandLoss(degree=1, calibrate=True),
+        "wristband pairwise": lambda: WristbandLoss(method="pairwise", calibrate=False),
+        "moments": lambda: MomentMatchingLoss(calibrate=False),
+        "moments w2": lambda: MomentMatchingLoss(penalty="w2", calibrate=False),
+        "moments kl_diag": lambda: MomentMatchingLoss(penalty="kl_diag", calibrate=False),
+        "mmd": lambda: GaussianMMD(calibrate=False),
+        "sliced": lambda: SlicedWassersteinGaussian(calibrate=False),
+        "sigreg": lambda: SIGReg(calibrate=False),
+    }[name]()
+
+
+def build(name: str, n: int, d: int):
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.randn(n, d, requires_grad=True)
+    module = make(name)
+    if name.startswith("wristband") and module.calibrate:
+        module.null_stats(n, d)  # the closed-form null: computed once per shape, not per step
+
+    def step():
+        x.grad = None
+        module(x).backward()
+
+    return step, "cpu"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--d", type=int, default=64)
+    parser.add_argument("--quadratic-n", type=int, default=20_000)
+    parser.add_argument("--quadratic-full", action="store_true", help="also run the O(N^2) ones at --n")
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--only", nargs="+", choices=REGULARIZERS)
+    args = parser.parse_args()
+    names = args.only or REGULARIZERS
+    print(f"forward + backward, float32, 1 thread; peak = rise of peak RSS over x and the module (incl. x.grad "
+          f"{fmt_bytes(4 * args.n * args.d)} at N = {args.n})\n")
+    print(f"| regularizer | N | d | peak memory | time | note |\n|---|---|---|---|---|---|")
+    for name in names:
+        sizes = [args.n]
+        if name in QUADRATIC:
+            sizes = [args.quadratic_n] + ([args.n] if args.quadratic_full else [])
+        for n in sizes:
+            seconds, peak = measure(build, (name, n, args.d), repeats=args.repeats, threads=1, timeout=7200)
+            note = ""
+            if name in QUADRATIC and not args.quadratic_full and seconds == seconds:
+                note = f"O(N^2): ~{fmt_seconds(seconds * (args.n / n) ** 2)} extrapolated to N = {args.n}"
+            print(f"| {name} | {n} | {args.d} | {fmt_bytes(peak)} | {fmt_seconds(seconds)} | {note} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
