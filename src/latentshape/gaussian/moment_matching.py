@@ -22,7 +22,7 @@ from typing import Hashable, Literal
 import torch
 from torch import Tensor
 
-from .._validation import _compiling, representable
+from ..validation import is_compiling, representable
 from ..distributed import GlobalBatch, all_gather_rows, is_distributed
 from ..statistic import BatchStatistic, tensor_digest
 from .moment_penalties import MOMENT_PENALTIES, _global_count_and_mean, _shifted_moments, moment_penalty
@@ -62,7 +62,7 @@ def moment_matching_loss(
     if distributed and is_distributed():
         return _global_moment_matching_loss(x, alpha, gamma, mean, cov)
     value = _local_moment_matching_loss(x, alpha, gamma, mean, cov)
-    if _compiling() or bool(torch.isfinite(value).all()):
+    if is_compiling() or bool(torch.isfinite(value).all()):
         return value
     # The batch's scale overflowed a float32 product (the loss grows like scale^4): recompute in
     # float64, which holds it up to scale ~1e75, and raise if the result exceeds x's dtype.

@@ -41,7 +41,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import _compiling, representable
+from ..validation import is_compiling, representable
 from ..distributed import all_gather_rows, all_reduce_sum, is_distributed
 
 __all__ = [
@@ -178,7 +178,7 @@ def _local_moment_penalty(x: Tensor, kind: str) -> Tensor:
         # The O(N d^2) scatter in float32 blocks accumulated in float64: half the time and none of
         # the N x d float64 copies of the path below, at float64-level accuracy of S (see _blocked_moments).
         mu, covariance = _blocked_moments(x)
-        if _compiling() or _well_scaled(covariance):
+        if is_compiling() or _well_scaled(covariance):
             return gaussian_fit_penalty(mu, kind, covariance=covariance)
     x64 = x.to(torch.float64)
     mu = x64.mean(dim=-2)
@@ -207,7 +207,7 @@ def _rescaled(centered: Tensor) -> tuple[Tensor, Tensor | None]:
     """``centered / c`` and c, a power of two per batch near the largest |entry| (detached), or the rows
     and None when their products cannot lose range (rescaling is exact and changes no formula)."""
     peak = centered.detach().abs().amax(dim=(-2, -1))
-    if _compiling() or bool(((peak > 2.0**-400) & (peak < 2.0**400)).all()):
+    if is_compiling() or bool(((peak > 2.0**-400) & (peak < 2.0**400)).all()):
         return centered, None
     exponent = torch.frexp(peak).exponent.clamp(-1000, 1000)
     scale = torch.ldexp(torch.ones_like(peak), exponent)

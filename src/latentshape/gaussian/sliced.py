@@ -25,7 +25,7 @@ from typing import Hashable
 import torch
 from torch import Tensor
 
-from .._validation import _compiling, representable
+from ..validation import is_compiling, representable
 from ..distributed import GlobalBatch, all_gather_rows
 from .slicing import RandomSlicingLoss
 
@@ -68,7 +68,7 @@ def _sliced_from_projections(projections: Tensor) -> Tensor:
     ordered, _ = torch.sort(projections, dim=-2)
     quantiles = gaussian_quantiles(projections.shape[-2], dtype=ordered.dtype, device=ordered.device)
     value = ((ordered - quantiles.unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
-    if _compiling() or bool(torch.isfinite(value).all()):
+    if is_compiling() or bool(torch.isfinite(value).all()):
         return value
     # A square (~ scale^2) overflowed: the float64 mean may still fit; if not, say so, with its size.
     wide = ((ordered.to(torch.float64) - quantiles.to(torch.float64).unsqueeze(-1)) ** 2).mean(dim=(-2, -1))

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .._validation import _compiling
+from ..validation import is_compiling
 
 __all__ = ["WristbandPoint", "RowScale", "wristband_map", "chi2_cdf_and_score", "scaled_rows"]
 
@@ -86,7 +86,7 @@ def scaled_rows(x: Tensor) -> RowScale:
     """
     norm = torch.linalg.vector_norm(x, dim=-1)
     low, high = _SAFE_NORMS[x.dtype]
-    if _compiling() or bool(((norm > low) & (norm < high)).all()):
+    if is_compiling() or bool(((norm > low) & (norm < high)).all()):
         positive = norm > 0
         inverse = torch.where(positive, 1.0 / torch.where(positive, norm, torch.ones_like(norm)), torch.zeros_like(norm))
         return RowScale(x, inverse, norm.to(torch.float64), None)
@@ -272,7 +272,7 @@ def norm_gradient(grad: Tensor, zero: Tensor) -> Tensor:
 def _normal_quantile_of_log(log_p: Tensor) -> Tensor:
     r""":math:`\Phi^{-1}(e^{\ell})` for log-probabilities :math:`\ell \le \log(1/2)`, accurate in the far tail."""
     direct = torch.special.ndtri(torch.exp(log_p.clamp_min(_NDTRI_DIRECT_LIMIT)))
-    if not _compiling() and not bool((log_p < _NDTRI_DIRECT_LIMIT).any()):
+    if not is_compiling() and not bool((log_p < _NDTRI_DIRECT_LIMIT).any()):
         return direct  # the common case: no point in the far tail, no Newton work
     # Far tail: Phi(z) ~ phi(z) / |z| gives a start; Newton on log Phi(z) = log_p finishes it, with
     # the slope phi/Phi = sqrt(2/pi) / erfcx(-z/sqrt 2) (exact, no cancellation at any z < 0).
