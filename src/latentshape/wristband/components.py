@@ -35,11 +35,11 @@ from torch import Tensor
 from ..validation import as_embeddings, autocast_disabled
 from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_batch, is_distributed
 from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
-from .kernel import default_alpha, pairwise_row_sums
+from .kernel import pairwise_row_sums
 from .map import wristband_map
 from .radial import radial_distance
 from .fused import fused_spectral_sums
-from .mercer import MAX_DEGREE, angular_coefficients, radial_coefficients
+from .mercer import MAX_DEGREE, angular_coefficients, default_alpha, radial_coefficients
 from .spectral import SpectralSums, energy_from_sums, spectral_kernel_sums, uses_feature_sums
 
 __all__ = [

@@ -22,26 +22,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .mercer import default_alpha
+
 __all__ = ["AngularKernel", "default_alpha", "angular_kernel", "radial_kernel", "pairwise_row_sums"]
 
 AngularKernel = Literal["chordal", "geodesic"]
 _CHUNK_ELEMENTS = 1 << 22  # rows-per-block * N; a few such blocks live at once
-
-
-def default_alpha(angular: AngularKernel) -> float:
-    r"""Default angular scale :math:`\alpha`: :math:`\alpha^2 = 1/12` (chordal), :math:`2/(3\pi^2)` (geodesic).
-
-    Chosen so that :math:`E[\alpha^2 \|u-u'\|^2]` (resp. :math:`\alpha^2\theta^2`) matches
-    :math:`E[(t-t')^2] = 1/6` for independent uniform points.
-
-    >>> round(default_alpha("chordal") ** 2 * 12, 12)
-    1.0
-    """
-    if angular == "chordal":
-        return math.sqrt(1.0 / 12.0)
-    if angular == "geodesic":
-        return math.sqrt(2.0 / (3.0 * math.pi**2))
-    raise ValueError(f"angular must be 'chordal' or 'geodesic', got {angular!r}")
 
 
 def angular_kernel(cosine: Tensor, beta: float, alpha: float, angular: AngularKernel) -> Tensor:

@@ -22,9 +22,25 @@ import math
 import numpy as np
 from scipy import special
 
-__all__ = ["MAX_DEGREE", "radial_coefficients", "angular_coefficients", "zonal_at_one"]
+__all__ = ["MAX_DEGREE", "default_alpha", "radial_coefficients", "angular_coefficients", "zonal_at_one"]
 
 MAX_DEGREE = 2
+
+
+def default_alpha(angular: str) -> float:
+    r"""Default angular scale :math:`\alpha`: :math:`\alpha^2 = 1/12` (chordal), :math:`2/(3\pi^2)` (geodesic).
+
+    Chosen so that :math:`E[\alpha^2 \|u-u'\|^2]` (resp. :math:`\alpha^2\theta^2`) matches
+    :math:`E[(t-t')^2] = 1/6` for independent uniform points.
+
+    >>> round(default_alpha("chordal") ** 2 * 12, 12)
+    1.0
+    """
+    if angular == "chordal":
+        return math.sqrt(1.0 / 12.0)
+    if angular == "geodesic":
+        return math.sqrt(2.0 / (3.0 * math.pi**2))
+    raise ValueError(f"angular must be 'chordal' or 'geodesic', got {angular!r}")
 
 
 def radial_coefficients(beta: float, k_modes: int) -> tuple[float, ...]:
