@@ -73,7 +73,7 @@ def test_single_point_gradient_formula(m, seed, kernel, bandwidth, x):
     logits = (3 * torch.randn(m, generator=g, dtype=torch.float64)).requires_grad_(True)
     locations = 2 * torch.randn(m, generator=g, dtype=torch.float64)
     # One quadrature node sits at the interval's midpoint x (both rules).
-    loss = KDECrossEntropy(kernel, bandwidth, points=1)(logits, locations, x - 0.1, x + 0.1)
+    loss = KDECrossEntropy(kernel=kernel, bandwidth=bandwidth, points=1)(logits, locations, x - 0.1, x + 0.1)
     (grad,) = torch.autograd.grad(loss, logits)
     softmax = torch.softmax(logits.detach(), dim=0)
     u = (x - locations) / bandwidth
