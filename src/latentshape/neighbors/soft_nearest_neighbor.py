@@ -23,8 +23,8 @@ __all__ = [
 ]
 
 Distance = Literal["cosine", "euclidean"]
-# Stability epsilon: the soft nearest neighbor loss tutorial names it but does not print its value; 1e-5 is the value
-# used by the article author's public implementation (Agarap & Azcarraga, 2020).
+# Stability epsilon: the soft nearest neighbor loss tutorial names it without a value; 1e-5 is
+# the value in the article author's public implementation (Agarap & Azcarraga, 2020).
 DEFAULT_EPS = 1e-5
 
 
