@@ -8,7 +8,16 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["as_embeddings", "compute_dtype", "autocast_disabled", "count_nonfinite_rows", "is_compiling", "representable"]
+__all__ = [
+    "as_embeddings",
+    "as_batch_input",
+    "as_directions",
+    "compute_dtype",
+    "autocast_disabled",
+    "count_nonfinite_rows",
+    "is_compiling",
+    "representable",
+]
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -107,3 +116,29 @@ def is_compiling() -> bool:
     # Data-dependent checks would break a torch.compile graph; inside one we trust the caller.
     compiler = getattr(torch, "compiler", None)
     return bool(compiler is not None and compiler.is_compiling())
+
+
+def as_batch_input(x: Tensor, distributed: bool = False, name: str = "x") -> Tensor:
+    """:func:`as_embeddings` for a functional entry point that may compute the global batch: with
+    ``distributed=True`` a rank may hold fewer than 2 rows and the finite check is left to the
+    global batch (as the modules do)."""
+    if distributed:
+        return as_embeddings(x, name=name, check_finite=False, min_points=0)
+    return as_embeddings(x, name=name)
+
+
+def as_directions(directions: Tensor, x: Tensor) -> Tensor:
+    """Validate slice directions ``(d, M)`` or ``(..., d, M)`` for embeddings ``x`` ``(..., N, d)``; cast to x's dtype.
+
+    >>> as_directions(torch.eye(3), torch.zeros(5, 3)).shape
+    torch.Size([3, 3])
+    """
+    if not isinstance(directions, Tensor) or not torch.is_floating_point(directions):
+        raise TypeError(f"directions must be a floating tensor of shape (d, M), got {type(directions).__name__}"
+                        + (f" of dtype {directions.dtype}" if isinstance(directions, Tensor) else ""))
+    if directions.dim() < 2 or directions.shape[-2] != x.shape[-1]:
+        raise ValueError(f"directions must have shape (..., d, M) with d = {x.shape[-1]} (the embeddings' width), "
+                         f"got {tuple(directions.shape)}")
+    if not is_compiling() and not bool(torch.isfinite(directions).all()):
+        raise ValueError("directions hold NaN or Inf")
+    return directions.to(x.dtype)

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from ..calibration import NullStats
 from ..statistic import BatchStatistic
+from ..validation import as_embeddings
 from .closed_form_nulls import mmd_null_moments
 
 __all__ = ["DEFAULT_RELATIVE_BANDWIDTHS", "default_bandwidths", "gaussian_kernel_means", "gaussian_mmd", "GaussianMMD"]
@@ -92,6 +93,7 @@ def gaussian_mmd(x: Tensor, bandwidths: Sequence[float], unbiased: bool = True) 
     """
     if len(bandwidths) == 0:
         raise ValueError("need at least one bandwidth")
+    x = as_embeddings(x)
     n = x.shape[-2]
     widths = tuple(float(b) for b in bandwidths)
     flat = x.reshape((-1,) + tuple(x.shape[-2:]))

@@ -22,7 +22,7 @@ from typing import Hashable, Literal
 import torch
 from torch import Tensor
 
-from ..validation import is_compiling, representable
+from ..validation import as_batch_input, is_compiling, representable
 from ..distributed import GlobalBatch, all_gather_rows, is_distributed
 from ..statistic import BatchStatistic, tensor_digest
 from .moment_penalties import MOMENT_PENALTIES, _global_count_and_mean, _shifted_moments, moment_penalty
@@ -59,7 +59,9 @@ def moment_matching_loss(
     >>> float(moment_matching_loss(x + 1.0, alpha=0.5))   # adds 0.5 * ||(1, 1)||^2 = 1
     1.2222...
     """
-    if distributed and is_distributed():
+    active = distributed and is_distributed()
+    x = as_batch_input(x, active)
+    if active:
         return _global_moment_matching_loss(x, alpha, gamma, mean, cov)
     value = _local_moment_matching_loss(x, alpha, gamma, mean, cov)
     if is_compiling() or bool(torch.isfinite(value).all()):

@@ -41,7 +41,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
-from ..validation import is_compiling, representable
+from ..validation import as_batch_input, is_compiling, representable
 from ..distributed import all_gather_rows, all_reduce_sum, is_distributed
 
 __all__ = [
@@ -165,7 +165,8 @@ def moment_penalty(x: Tensor, kind: MomentKind = "w2", distributed: bool = False
     """
     if kind not in MOMENT_PENALTIES:
         raise ValueError(f"unknown moment penalty {kind!r}; choose one of {', '.join(MOMENT_PENALTIES)}")
-    out_dtype = x.dtype if x.dtype == torch.float64 else torch.float32
+    x = as_batch_input(x, distributed and is_distributed())
+    out_dtype = x.dtype
     if distributed and is_distributed():
         return _global_moment_penalty(x, kind).to(out_dtype)
     return representable(_local_moment_penalty(x, kind), out_dtype, f"the {kind} moment penalty")

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ..calibration import NullStats
 from ..distributed import GlobalBatch, all_reduce_sum
+from ..validation import as_directions, as_embeddings
 from .closed_form_nulls import sigreg_null_moments
 from .slicing import RandomSlicingLoss
 
@@ -111,7 +112,8 @@ def sigreg_statistic(x: Tensor, directions: Tensor, t_max: float = 3.0, points: 
     >>> float(sigreg_statistic(2 * x, directions)) > 10
     True
     """
-    sum_cos, sum_sin = projected_characteristic_sums(x, directions, t_max, points)
+    x = as_embeddings(x)
+    sum_cos, sum_sin = projected_characteristic_sums(x, as_directions(directions, x), t_max, points)
     return _epps_pulley_from_sums(sum_cos, sum_sin, x.shape[-2], t_max, points).mean(dim=-1)
 
 

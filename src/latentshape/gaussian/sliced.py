@@ -25,7 +25,7 @@ from typing import Hashable
 import torch
 from torch import Tensor
 
-from ..validation import is_compiling, representable
+from ..validation import as_directions, as_embeddings, is_compiling, representable
 from ..distributed import GlobalBatch, all_gather_rows
 from .slicing import RandomSlicingLoss
 
@@ -55,6 +55,8 @@ def sliced_wasserstein_gaussian(x: Tensor, directions: Tensor) -> Tensor:
     >>> float(sliced_wasserstein_gaussian(x + 1.0, torch.ones(1, 1)))  # a shift by 1 costs 1
     1.0
     """
+    x = as_embeddings(x)
+    directions = as_directions(directions, x)
     leading = torch.broadcast_shapes(x.shape[:-2], directions.shape[:-2])
     flat_x = x.expand(leading + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
     flat_directions = directions.expand(leading + directions.shape[-2:]).reshape((-1,) + directions.shape[-2:])

@@ -37,7 +37,7 @@ from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_b
 from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .kernel import pairwise_row_sums
 from .map import wristband_map
-from .radial import radial_distance
+from .radial import radial_cost
 from .fused import fused_spectral_sums
 from .mercer import MAX_DEGREE, angular_coefficients, default_alpha, radial_coefficients
 from .spectral import SpectralSums, energy_from_sums, spectral_kernel_sums, uses_feature_sums
@@ -193,7 +193,7 @@ def raw_component_batch(x: Tensor, config: WristbandConfig, rows: GlobalBatch | 
         log_energy = torch.log(energy.clamp_min(tiny))
         rep = (log_energy.mean(dim=-1) if per_point else log_energy) / config.beta
         ang = torch.log(angular_mean.clamp_min(tiny)) / config.beta
-        rad = radial_distance(cdf, score).to(torch.float64)
+        rad = radial_cost(cdf, score).to(torch.float64)
         # float32 output suffices: mom's null sd is >= 1e-4 of its mean, unlike rep's and ang's
         mom = moment_penalty(batch, config.moment, distributed=rows is not None).to(torch.float64)
         return torch.stack([rep, rad, ang, mom], dim=-1).reshape(leading + (4,))

@@ -31,7 +31,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..validation import is_compiling
+from ..validation import as_embeddings, is_compiling
 
 __all__ = ["WristbandPoint", "RowScale", "wristband_map", "chi2_cdf_and_score", "scaled_rows"]
 
@@ -125,7 +125,7 @@ def wristband_map(x: Tensor) -> WristbandPoint:
     >>> [round(v, 6) for v in point.cdf.tolist()]   # chi2_2 CDF: 1 - exp(-s / 2)
     [1.0, 0.0]
     """
-    return WristbandPoint(*_WristbandMap.apply(x))
+    return WristbandPoint(*_WristbandMap.apply(as_embeddings(x, min_points=1)))
 
 
 class _WristbandMap(torch.autograd.Function):

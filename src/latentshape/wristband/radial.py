@@ -20,6 +20,7 @@ import math
 import torch
 from torch import Tensor
 
+from ..validation import is_compiling
 from . import _radial_null_table as _null
 
 __all__ = ["radial_distance", "radial_null_moments"]
@@ -34,6 +35,11 @@ def radial_distance(t: Tensor, score: Tensor) -> Tensor:
     >>> float(radial_distance(t, torch.special.ndtri(t)))
     0.0
     """
+    return radial_cost(*_checked_radial(t, score))
+
+
+def radial_cost(t: Tensor, score: Tensor) -> Tensor:
+    """:func:`radial_distance` of inputs already known to be valid (the loss's own (t, z))."""
     n = t.shape[-1]
     order = torch.argsort(t, dim=-1)
     t_sorted = torch.gather(t, -1, order)
@@ -42,6 +48,17 @@ def radial_distance(t: Tensor, score: Tensor) -> Tensor:
     uniform_part = 12.0 * ((t_sorted - quantiles) ** 2).mean(dim=-1)
     gaussian_part = ((score_sorted - torch.special.ndtri(quantiles)) ** 2).mean(dim=-1)
     return 0.5 * (uniform_part + gaussian_part)
+
+
+def _checked_radial(t: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
+    for name, value in (("t", t), ("score", score)):
+        if not isinstance(value, Tensor) or not torch.is_floating_point(value) or value.dim() < 1 or value.shape[-1] < 1:
+            raise ValueError(f"{name} must be a floating tensor of shape (..., N) with N >= 1")
+    if t.shape != score.shape:
+        raise ValueError(f"t and score must have the same shape, got {tuple(t.shape)} and {tuple(score.shape)}")
+    if not is_compiling() and not (bool(((t >= 0) & (t <= 1)).all()) and bool(torch.isfinite(score).all())):
+        raise ValueError("t must lie in [0, 1] and score must be finite")
+    return t, score.to(t.dtype)
 
 
 def radial_null_moments(n: int) -> tuple[float, float]:
