@@ -36,18 +36,16 @@ from ..calibration import cached_null_stats, monte_carlo_null
 from ..wristband import WristbandLoss
 from .exact_nulls import henze_zirkler_null_moments, mardia_kurtosis_null_moments
 from .report import Report, TestResult, _signed
-from .statistics import (
-    DEFAULT_NEIGHBORS,
+from .p_values import (
     chi2_cdf,
     dimension_moments_test,
-    gaussian_fit_statistics,
-    henze_zirkler_smoothing,
     holm,
     ks_uniform,
     marginal_ks_test,
     null_p_value,
     require_testable_scale,
 )
+from .statistics import DEFAULT_NEIGHBORS, gaussian_fit_statistics, henze_zirkler_smoothing
 
 __all__ = ["check", "MIN_POINTS"]
 
