@@ -96,7 +96,7 @@ def gaussian_mmd(x: Tensor, bandwidths: Sequence[float], unbiased: bool = True) 
     x = as_embeddings(x)
     n = x.shape[-2]
     widths = tuple(float(b) for b in bandwidths)
-    flat = x.reshape((-1,) + tuple(x.shape[-2:]))
+    flat = x.reshape((math.prod(x.shape[:-2]),) + tuple(x.shape[-2:]))
     pair_sums = _PairwiseKernelSums.apply(flat, tuple(0.5 / (w * w) for w in widths)).reshape(x.shape[:-2])
     if unbiased:
         within = pair_sums / (n * (n - 1))

@@ -36,7 +36,7 @@ from ..validation import as_embeddings, autocast_disabled
 from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_batch, is_distributed
 from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .kernel import pairwise_row_sums
-from .map import wristband_map
+from .map import map_unchecked
 from .radial import radial_cost
 from .fused import fused_spectral_sums
 from .mercer import MAX_DEGREE, angular_coefficients, default_alpha, radial_coefficients
@@ -138,7 +138,7 @@ def _kernel_sums(
             score = all_gather_rows(score, dim=-1, sizes=rows)
         energy, angular_mean = energy_from_sums(sums, n_total, d, radial, angular)
         return energy, angular_mean, cdf, score
-    direction, cdf, score = wristband_map(x)
+    direction, cdf, score = map_unchecked(x)
     if rows is not None:
         cdf = all_gather_rows(cdf, dim=-1, sizes=rows)
         score = all_gather_rows(score, dim=-1, sizes=rows)

@@ -125,7 +125,13 @@ def wristband_map(x: Tensor) -> WristbandPoint:
     >>> [round(v, 6) for v in point.cdf.tolist()]   # chi2_2 CDF: 1 - exp(-s / 2)
     [1.0, 0.0]
     """
-    return WristbandPoint(*_WristbandMap.apply(as_embeddings(x, min_points=1)))
+    return map_unchecked(as_embeddings(x, min_points=1))
+
+
+def map_unchecked(x: Tensor) -> WristbandPoint:
+    """:func:`wristband_map` of rows already validated by the caller (a rank of a distributed batch
+    may hold none)."""
+    return WristbandPoint(*_WristbandMap.apply(x))
 
 
 class _WristbandMap(torch.autograd.Function):
