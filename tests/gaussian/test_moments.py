@@ -141,9 +141,9 @@ def test_rotation_invariance_of_the_full_covariance_penalties(seed: int, kind: s
 def test_float32_blocked_scatter_matches_float64(kind, shift, monkeypatch):
     """float32 batches take the blocked float32 scatter (float64 accumulation): value and gradient
     agree with the float64 path, also far from the origin (centring at a detached shift)."""
-    from latentshape.gaussian import moment_penalties as moments
+    from latentshape.gaussian import blocked_moments, moment_penalties as moments
 
-    monkeypatch.setattr(moments, "_BLOCK_ROWS", 300)  # several blocks
+    monkeypatch.setattr(blocked_moments, "_BLOCK_ROWS", 300)  # several blocks
     x = (torch.randn(2, 1000, 6, generator=torch.Generator().manual_seed(3)) + shift).requires_grad_()
     x64 = x.detach().double().requires_grad_()
     value, value64 = moments.moment_penalty(x, kind), moments.moment_penalty(x64, kind)
@@ -155,10 +155,10 @@ def test_float32_blocked_scatter_matches_float64(kind, shift, monkeypatch):
 
 
 def test_blocked_scatter_gradcheck(monkeypatch):
-    from latentshape.gaussian import moment_penalties as moments
+    from latentshape.gaussian import blocked_moments, moment_penalties as moments
 
-    monkeypatch.setattr(moments, "_BLOCK_ROWS", 7)
+    monkeypatch.setattr(blocked_moments, "_BLOCK_ROWS", 7)
     x = torch.randn(2, 20, 3, dtype=torch.float64, requires_grad=True)
     shift = torch.randn(2, 1, 3, dtype=torch.float64)
-    assert torch.autograd.gradcheck(lambda a: moments._ShiftedSums.apply(a, shift), (x,))
-    assert torch.autograd.gradcheck(lambda a: moments._ShiftedSums.apply(a, shift[0]), (x[0].detach().requires_grad_(),))
+    assert torch.autograd.gradcheck(lambda a: blocked_moments._ShiftedSums.apply(a, shift), (x,))
+    assert torch.autograd.gradcheck(lambda a: blocked_moments._ShiftedSums.apply(a, shift[0]), (x[0].detach().requires_grad_(),))

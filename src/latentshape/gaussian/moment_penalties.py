@@ -42,6 +42,7 @@ import torch
 from torch import Tensor
 
 from ..validation import as_batch_input, is_compiling, representable
+from .blocked_moments import blocked_moments
 from ..distributed import all_gather_rows, all_reduce_sum, is_distributed
 
 __all__ = [
@@ -177,8 +178,8 @@ def _local_moment_penalty(x: Tensor, kind: str) -> Tensor:
     n, d = x.shape[-2], x.shape[-1]
     if kind in _FULL_KINDS and d <= n and x.dtype != torch.float64:
         # The O(N d^2) scatter in float32 blocks accumulated in float64: half the time and none of
-        # the N x d float64 copies of the path below, at float64-level accuracy of S (see _blocked_moments).
-        mu, covariance = _blocked_moments(x)
+        # the N x d float64 copies of the path below, at float64-level accuracy of S (see blocked_moments.py).
+        mu, covariance = blocked_moments(x)
         if is_compiling() or _well_scaled(covariance):
             return gaussian_fit_penalty(mu, kind, covariance=covariance)
     x64 = x.to(torch.float64)
@@ -216,56 +217,6 @@ def _rescaled(centered: Tensor) -> tuple[Tensor, Tensor | None]:
 
 
 _FULL_KINDS = ("w2", "kl_full", "jeff_full")
-_BLOCK_ROWS = 4096
-
-
-def _blocked_moments(x: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Mean and unbiased covariance (float64) of a float32 batch ``(..., N, d)``, differentiable.
-
-    Rows are shifted by a detached float32 estimate c of the mean (any constant keeps
-    :math:`S = (\sum_i (x_i - c)(x_i - c)^\top - N \delta\delta^\top) / (N - 1)`, :math:`\delta = \bar x - c`,
-    exact; centring avoids cancellation for batches far from the origin), and each block of
-    ``_BLOCK_ROWS`` rows contributes a float32 scatter, accumulated in float64: the rounding of S is
-    then ~1e-7 relative per block, averaging down over blocks, far below its null fluctuations.
-    """
-    n = x.shape[-2]
-    shift = x.detach().mean(dim=-2, keepdim=True)
-    offset, scatter = _ShiftedSums.apply(x, shift)
-    offset = offset / n
-    covariance = (scatter - n * offset.unsqueeze(-1) * offset.unsqueeze(-2)) / (n - 1)
-    return shift.squeeze(-2).to(torch.float64) + offset, covariance
-
-
-class _ShiftedSums(torch.autograd.Function):
-    """(sum_i (x_i - c), sum_i (x_i - c)(x_i - c)^T) in float64 from float32 row blocks; the backward
-    writes dL/dx_i = g_1 + (G_2 + G_2^T)(x_i - c) block by block (autograd through row slices would
-    allocate a full-size gradient per block)."""
-
-    @staticmethod
-    def forward(ctx, x, shift):  # type: ignore[override]
-        d = x.shape[-1]
-        offset = x.new_zeros(x.shape[:-2] + (d,), dtype=torch.float64)
-        scatter = x.new_zeros(x.shape[:-2] + (d, d), dtype=torch.float64)
-        for start in range(0, x.shape[-2], _BLOCK_ROWS):
-            block = x[..., start:start + _BLOCK_ROWS, :] - shift
-            offset += block.sum(dim=-2).to(torch.float64)
-            scatter += (block.transpose(-1, -2) @ block).to(torch.float64)
-        ctx.save_for_backward(x, shift)
-        return offset, scatter
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_offset, grad_scatter):  # type: ignore[override]
-        x, shift = ctx.saved_tensors
-        symmetric = (grad_scatter + grad_scatter.transpose(-1, -2)).to(x.dtype)
-        linear = grad_offset.to(x.dtype).unsqueeze(-2)
-        grad = torch.empty_like(x)
-        for start in range(0, x.shape[-2], _BLOCK_ROWS):
-            block = x[..., start:start + _BLOCK_ROWS, :] - shift
-            grad[..., start:start + _BLOCK_ROWS, :] = torch.baddbmm(linear, block, symmetric) if block.dim() == 3 \
-                else linear + block @ symmetric
-        return grad, None
-
 
 class BatchMoments(NamedTuple):
     """Row count, mean ``(..., d)`` and unbiased covariance ``(..., d, d)`` (or its diagonal ``(..., d)``)."""
