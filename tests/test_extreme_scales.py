@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from latentshape import GaussianMMD, MomentMatchingLoss, SIGReg, SlicedWassersteinGaussian, WristbandLoss
 from latentshape.functional import moment_penalty, wristband_map
-from latentshape.wristband.fused import fused_spectral_sums
+from latentshape.wristband.spectral_fused import fused_spectral_sums
 from latentshape.wristband.map import chi2_forward
 from latentshape.wristband.spectral import spectral_sums
 

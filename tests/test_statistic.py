@@ -113,6 +113,8 @@ def test_null_stats_total_is_standardized():
         ("latentshape.wristband.null_moments", "latentshape.wristband.closed_form_null", "spectral_null_stats"),
         ("latentshape.gaussian._statistic", "latentshape.statistic", "BatchStatisticLoss"),
         ("latentshape.gaussian._statistic", "latentshape.gaussian.slicing", "random_directions"),
+        ("latentshape.wristband.fused", "latentshape.wristband.spectral_fused", "fused_spectral_sums"),
+        ("latentshape._validation", "latentshape.validation", "as_embeddings"),
     ],
 )
 def test_old_import_paths_still_work_with_a_deprecation_warning(old, new, name):

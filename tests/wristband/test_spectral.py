@@ -190,7 +190,7 @@ def test_blocked_feature_sums_gradcheck_and_match_autograd(monkeypatch, degree):
 @pytest.mark.parametrize("degree", [0, 1, 2])
 def test_fused_map_and_sums_gradcheck_and_match_the_unfused_path(monkeypatch, degree):
     import latentshape.wristband.spectral as spectral
-    from latentshape.wristband.fused import fused_spectral_sums
+    from latentshape.wristband.spectral_fused import fused_spectral_sums
 
     monkeypatch.setattr(spectral, "_BLOCK_ELEMENTS", 40)  # several blocks
     g = torch.Generator().manual_seed(10 + degree)

@@ -38,7 +38,7 @@ from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .kernel import pairwise_row_sums
 from .map import map_unchecked
 from .radial import radial_cost
-from .fused import fused_spectral_sums
+from .spectral_fused import fused_spectral_sums
 from .mercer import MAX_DEGREE, angular_coefficients, default_alpha, radial_coefficients
 from .spectral import SpectralSums, energy_from_sums, spectral_kernel_sums, uses_feature_sums
 
@@ -130,7 +130,7 @@ def _kernel_sums(
     d = x.shape[-1]
     n_total = rows.total if rows is not None else x.shape[-2]
     if config.method == "spectral" and uses_feature_sums(n_total, d, len(radial), config.degree, per_point):
-        # Global energy from batch sums, with the map fused in: a few passes over x (see fused.py).
+        # Global energy from batch sums, with the map fused in: a few passes over x (see spectral_fused.py).
         sums, cdf, score = fused_spectral_sums(x, len(radial), config.degree)
         if rows is not None:
             sums = _all_reduce_sums(sums)

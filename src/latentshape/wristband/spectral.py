@@ -154,7 +154,7 @@ def _feature_blocks(n: int, width: int) -> list[tuple[int, int]]:
 
 class FeatureBlocks:
     """Block-wise accumulation of :class:`SpectralSums` and its backward, shared by
-    :class:`_SpectralSums` (directions given) and :mod:`latentshape.wristband.fused` (directions
+    :class:`_SpectralSums` (directions given) and :mod:`latentshape.wristband.spectral_fused` (directions
     formed from x block by block).
 
     With upstream gradients G0_k, G1_k, G2_k of the three sums and S_k = G2_k + G2_k^T:
