@@ -1,0 +1,176 @@
+r"""The fourth protocol, ``train``: regularizers on real encoders, over weights, widths and seeds.
+
+:func:`train` runs every (setting, regularizer, weight, d, seed) cell of
+:mod:`latentshape.bench.training` and two experiments on how the weight should follow the batch
+size B:
+
+- ``scaling`` cells: the supervised setting at ``scaling_d`` with batches of ``scaling_batches``
+  (besides 128), so that the weight at which the task starts to suffer can be read per B;
+- ``growth`` records (:func:`zscore_growth`): each calibrated statistic's z on random subsets of
+  N points of one fixed non-Gaussian embedding (an unregularized encoder's, raw and whitened), as
+  a function of N. For a fixed departure a degenerate statistic's z grows like N (its null sd
+  falls like 1/N while its mean stays); the fitted exponent a gives the rule w ~ B^-a.
+
+The result is one :class:`~latentshape.bench.protocols.ResultTable` (protocol ``"train"``);
+:mod:`latentshape.bench.train_report` turns it into tables, plots and recommendations.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .digits import load_digits_split
+from .protocols import ResultTable
+from .training import CALIBRATED, SETTINGS, Cell, build_regularizer, run_cell, train_encoder
+
+__all__ = ["train", "zscore_growth", "TRAIN_NAMES", "GROWTH_REGULARIZERS"]
+
+TRAIN_NAMES: tuple[str, ...] = tuple(dict.fromkeys(name for names in SETTINGS.values() for name in names))
+"""Every regularizer name ``train`` knows (``--regularizers`` chooses among them)."""
+
+GROWTH_REGULARIZERS: tuple[str, ...] = (*CALIBRATED, "vicreg")
+"""Losses whose value :func:`zscore_growth` follows in N (VICReg raw: it has no null to standardize by)."""
+
+
+def _selected(regularizers: Iterable[str] | None) -> tuple[str, ...]:
+    if regularizers is None:
+        return TRAIN_NAMES
+    names = tuple(regularizers)
+    unknown = [name for name in names if name not in TRAIN_NAMES]
+    if unknown:
+        raise ValueError(f"unknown regularizer {', '.join(map(repr, unknown))} for bench train; known: {', '.join(TRAIN_NAMES)}")
+    return names
+
+
+def _cells(settings: Sequence[str], names: tuple[str, ...], dims: Mapping[str, Sequence[int]],
+           weights: Mapping[str, Sequence[float]], epochs: Mapping[str, int], seeds: int,
+           scaling_batches: Sequence[int], scaling_d: int, scaling_seeds: int) -> list[Cell]:
+    cells: list[Cell] = []
+    for setting in settings:
+        for d in dims[setting]:
+            for name in (n for n in SETTINGS[setting] if n in names):
+                grid = (0.0,) if name == "none" else weights[setting]
+                cells += [Cell(setting, name, w, d, seed, epochs[setting]) for w in grid for seed in range(seeds)]
+    if "supervised" in settings:
+        for batch in scaling_batches:
+            for name in (n for n in CALIBRATED if n in names):
+                cells += [Cell("supervised", name, w, scaling_d, seed, epochs["supervised"], batch_size=batch)
+                          for w in weights["supervised"] for seed in range(scaling_seeds)]
+    return cells
+
+
+def _memo_key(cell: Cell) -> tuple:
+    # "none" in the stochastic setting is the same deterministic encoder as in the supervised one.
+    setting = "supervised" if cell.setting == "stochastic" and cell.regularizer == "none" else cell.setting
+    return (setting, cell.regularizer, cell.weight, cell.d, cell.seed, cell.epochs, cell.batch_size, cell.lr)
+
+
+def zscore_growth(embedding: torch.Tensor, sizes: Sequence[int], repeats: int,
+                  regularizers: Iterable[str] = GROWTH_REGULARIZERS, seed: int = 0) -> list[dict]:
+    """Mean value of each loss on ``repeats`` random subsets of N rows of ``embedding``, for N in ``sizes``.
+
+    Records: ``part="growth"``, ``departure`` (filled in by the caller), ``regularizer``, ``n``,
+    ``value`` (mean), ``value_sd``. The calibrated statistics give z-scores.
+
+    >>> x = torch.randn(600, 3, generator=torch.Generator().manual_seed(0)) * torch.tensor([2.0, 1.0, 1.0])
+    >>> rows = zscore_growth(x, (64, 256), repeats=3, regularizers=["moment_matching"])
+    >>> rows[1]["value"] > 2 * rows[0]["value"] > 0              # z grows with N for a fixed departure
+    True
+    """
+    generator = torch.Generator().manual_seed(seed)
+    records = []
+    for name in regularizers:
+        module = build_regularizer(name, embedding.shape[1])
+        for n in sizes:
+            if n > embedding.shape[0]:
+                raise ValueError(f"size {n} exceeds the embedding's {embedding.shape[0]} rows")
+            with torch.no_grad():
+                values = [float(module(embedding[torch.randperm(embedding.shape[0], generator=generator)[:n]]))
+                          for _ in range(repeats)]
+            records.append({"part": "growth", "regularizer": name, "n": int(n), "value": float(np.mean(values)),
+                            "value_sd": float(np.std(values, ddof=1)) if repeats > 1 else 0.0})
+    return records
+
+
+def _whiten(z: torch.Tensor) -> torch.Tensor:
+    z = z.double() - z.double().mean(dim=0)
+    eigenvalues, vectors = torch.linalg.eigh(torch.cov(z.T))
+    return (z @ vectors / eigenvalues.clamp_min(1e-12).sqrt()).float()
+
+
+def _growth(names: tuple[str, ...], d: int, epochs: int, sizes: Sequence[int], repeats: int) -> list[dict]:
+    data = load_digits_split()
+    model, _ = train_encoder(Cell("supervised", "none", 0.0, d, 0, epochs), data)
+    with torch.no_grad():
+        raw = model.encoder(torch.cat([data.train_x, data.test_x]))
+    chosen = [name for name in GROWTH_REGULARIZERS if name in names]
+    records = []
+    for departure, embedding in (("raw", raw), ("whitened", _whiten(raw))):
+        records += [r | {"departure": departure} for r in zscore_growth(embedding, sizes, repeats, chosen)]
+    return records
+
+
+def train(
+    settings: Iterable[str] = tuple(SETTINGS),
+    regularizers: Iterable[str] | None = None,
+    dims: Mapping[str, Sequence[int]] | None = None,
+    weights: Mapping[str, Sequence[float]] | None = None,
+    epochs: Mapping[str, int] | None = None,
+    seeds: int = 3,
+    scaling_batches: Sequence[int] = (64, 256),
+    scaling_d: int = 8,
+    scaling_seeds: int = 2,
+    growth_sizes: Sequence[int] = (64, 128, 256, 512),
+    growth_repeats: int = 10,
+    check_rows: int = 2000,
+    progress: bool = True,
+) -> ResultTable:
+    """Train every cell and measure it; returns the records of :func:`~latentshape.bench.training.run_cell`
+    (``part="cell"``) and of :func:`zscore_growth` (``part="growth"``).
+
+    ``dims``, ``weights`` and ``epochs`` map a setting to its widths, weight grid (``"none"``
+    runs once, at w = 0) and epoch budget. Empty ``scaling_batches`` or ``growth_sizes`` skip
+    those experiments (both need the supervised setting). ``check_rows`` is ``max_pairwise`` of
+    :func:`latentshape.check` (below 1437 it subsamples the training embedding for the O(N^2) tests).
+
+    >>> table = train(["supervised"], ["none", "moment_matching"], dims={"supervised": (4,)},
+    ...               weights={"supervised": (0.01,)}, epochs={"supervised": 1}, seeds=1, scaling_batches=(),
+    ...               growth_sizes=(), progress=False)
+    >>> [(r["regularizer"], r["weight"]) for r in table.records]
+    [('none', 0.0), ('moment_matching', 0.01)]
+    """
+    settings = tuple(settings)
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown setting {', '.join(map(repr, unknown))}; choose from {', '.join(SETTINGS)}")
+    names = _selected(regularizers)
+    dims = dims or {"supervised": (4, 8, 16), "self_supervised": (16,), "stochastic": (4, 8, 16)}
+    weights = weights or {"supervised": (1e-4, 1e-3, 1e-2, 0.1, 1.0), "self_supervised": (0.1, 1.0, 10.0, 100.0),
+                          "stochastic": (1e-3, 1e-2, 0.1, 1.0)}
+    epochs = epochs or {setting: 40 for setting in SETTINGS}
+    scaling = scaling_batches if "supervised" in settings else ()
+    start = time.perf_counter()
+    table = ResultTable("train", settings={"settings": list(settings), "dims": {k: list(dims[k]) for k in settings},
+                                           "weights": {k: list(weights[k]) for k in settings},
+                                           "epochs": {k: epochs[k] for k in settings}, "seeds": seeds,
+                                           "batch_size": 128, "scaling_batches": list(scaling), "scaling_d": scaling_d,
+                                           "scaling_seeds": scaling_seeds, "growth_sizes": list(growth_sizes),
+                                           "growth_repeats": growth_repeats, "check_rows": check_rows})
+    cells = _cells(settings, names, dims, weights, epochs, seeds, scaling, scaling_d, scaling_seeds)
+    data = load_digits_split()
+    done: dict[tuple, dict] = {}
+    for cell in tqdm(cells, desc="train", disable=not progress):
+        key = _memo_key(cell)
+        if key not in done:
+            done[key] = run_cell(cell, data, check_rows)
+        table.records.append({"part": "cell"} | done[key] | {"setting": cell.setting})
+    if growth_sizes and "supervised" in settings:
+        table.records += _growth(names, scaling_d, epochs["supervised"], growth_sizes, growth_repeats)
+    table.seconds = time.perf_counter() - start
+    return table
