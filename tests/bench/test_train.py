@@ -37,6 +37,7 @@ def test_tiny_protocol_has_every_cell_with_finite_metrics(tiny_table) -> None:
     assert seen == {("supervised", "none", 128), ("supervised", "moment_matching", 128), ("supervised", "moment_matching", 64),
                     ("self_supervised", "none", 128), ("self_supervised", "moment_matching", 128),
                     ("self_supervised", "vicreg", 128), ("stochastic", "none", 128), ("stochastic", "kl", 128),
+                    ("supervised", "none", 64),
                     ("stochastic", "adversarial", 128)}
     for record in cells:
         keys = ["accuracy", "test_rejected", "train_rejected", "test_hz_log10p", "test_knn_kl", "train_wristband",

@@ -27,6 +27,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                               "stochastic": (1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)},
                   "epochs": {"supervised": 40, "self_supervised": 60, "stochastic": 40}, "seeds": 3,
                   "scaling_batches": (64, 256), "scaling_d": 8, "scaling_seeds": 2,
+                  "scaling_weights": (1e-3, 3e-3, 1e-2, 3e-2, 0.1),
                   "growth_sizes": (64, 128, 256, 512), "growth_repeats": 10},
     },
     "quick": {
@@ -76,8 +77,13 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     elif args.protocol == "train":
         if args.distributions:
             raise UserError("--distributions does not apply to bench train (it trains on scikit-learn's digits)")
+        if args.jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+        settings["jobs"] = args.jobs
     else:
         settings["distributions"] = args.distributions
+    if args.jobs != 1 and args.protocol != "train":
+        raise UserError("--jobs applies to bench train only")
     settings["regularizers"] = args.regularizers
     return settings
 
@@ -122,4 +128,5 @@ def add_bench_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--distributions", nargs="+", metavar="NAME", help="sources to run (default: all registered)")
     parser.add_argument("--regularizers", nargs="+", metavar="NAME", help="regularizers to run (default: all registered)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--jobs", type=int, default=1, help="train: worker processes for the cells (default 1)")
     parser.set_defaults(handler=_run)

@@ -9,6 +9,7 @@ per shape).
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,7 +48,7 @@ def load_digits_split(test_fraction: float = 0.2, seed: int = 0) -> Digits:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     digits = load_digits()
     order = np.random.default_rng(seed).permutation(len(digits.target))
-    held_out = int(round(test_fraction * len(order)))
+    held_out = math.ceil(test_fraction * len(order))  # scikit-learn's train_test_split rounds up too
     pixels = torch.tensor(digits.data[order] / 16.0, dtype=torch.float32)
     labels = torch.tensor(digits.target[order], dtype=torch.long)
     split = len(order) - held_out

@@ -5,7 +5,9 @@ r"""The fourth protocol, ``train``: regularizers on real encoders, over weights,
 size B:
 
 - ``scaling`` cells: the supervised setting at ``scaling_d`` with batches of ``scaling_batches``
-  (besides 128), so that the weight at which the task starts to suffer can be read per B;
+  (besides 128) and the same number of optimizer steps as at 128 (the epochs scale with B), with
+  and without each calibrated loss, so that the weight at which the task starts to suffer can
+  be read per B;
 - ``growth`` records (:func:`zscore_growth`): each calibrated statistic's z on random subsets of
   N points of one fixed non-Gaussian embedding (an unregularized encoder's, raw and whitened), as
   a function of N. For a fixed departure a degenerate statistic's z grows like N (its null sd
@@ -18,7 +20,9 @@ The result is one :class:`~latentshape.bench.protocols.ResultTable` (protocol ``
 from __future__ import annotations
 
 import math
+import multiprocessing as mp
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -48,21 +52,54 @@ def _selected(regularizers: Iterable[str] | None) -> tuple[str, ...]:
     return names
 
 
+def _steps_per_epoch(batch_size: int) -> int:
+    return math.ceil(len(load_digits_split().train_y) / batch_size)
+
+
 def _cells(settings: Sequence[str], names: tuple[str, ...], dims: Mapping[str, Sequence[int]],
            weights: Mapping[str, Sequence[float]], epochs: Mapping[str, int], seeds: int,
-           scaling_batches: Sequence[int], scaling_d: int, scaling_seeds: int) -> list[Cell]:
+           scaling: Mapping[str, object]) -> list[Cell]:
     cells: list[Cell] = []
     for setting in settings:
         for d in dims[setting]:
             for name in (n for n in SETTINGS[setting] if n in names):
                 grid = (0.0,) if name == "none" else weights[setting]
                 cells += [Cell(setting, name, w, d, seed, epochs[setting]) for w in grid for seed in range(seeds)]
-    if "supervised" in settings:
-        for batch in scaling_batches:
-            for name in (n for n in CALIBRATED if n in names):
-                cells += [Cell("supervised", name, w, scaling_d, seed, epochs["supervised"], batch_size=batch)
-                          for w in weights["supervised"] for seed in range(scaling_seeds)]
+    if "supervised" not in settings:
+        return cells
+    steps = epochs["supervised"] * _steps_per_epoch(128)
+    for batch in scaling["batches"]:
+        budget = max(1, round(steps / _steps_per_epoch(batch)))  # the same number of optimizer steps as at 128
+        for name in (n for n in ("none", *CALIBRATED) if n in names):
+            grid = (0.0,) if name == "none" else scaling["weights"]
+            cells += [Cell("supervised", name, w, scaling["d"], seed, budget, batch_size=batch)
+                      for w in grid for seed in range(scaling["seeds"])]
     return cells
+
+
+def _worker_start() -> None:
+    torch.set_num_threads(1)
+
+
+def _run_cells(cells: Sequence[Cell], check_rows: int, jobs: int, progress: bool) -> dict[tuple, dict]:
+    """Every distinct cell's record, by :func:`_memo_key`; ``jobs`` > 1 runs them in spawned worker processes."""
+    todo: dict[tuple, Cell] = {}
+    for cell in cells:
+        todo.setdefault(_memo_key(cell), cell)
+    done: dict[tuple, dict] = {}
+    with tqdm(total=len(todo), desc="train", disable=not progress) as bar:
+        if jobs == 1:
+            data = load_digits_split()
+            for key, cell in todo.items():
+                done[key] = run_cell(cell, data, check_rows)
+                bar.update()
+            return done
+        with ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_start) as pool:
+            futures = {pool.submit(run_cell, cell, None, check_rows): key for key, cell in todo.items()}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                bar.update()
+    return done
 
 
 def _memo_key(cell: Cell) -> tuple:
@@ -126,17 +163,21 @@ def train(
     scaling_batches: Sequence[int] = (64, 256),
     scaling_d: int = 8,
     scaling_seeds: int = 2,
+    scaling_weights: Sequence[float] | None = None,
     growth_sizes: Sequence[int] = (64, 128, 256, 512),
     growth_repeats: int = 10,
     check_rows: int = 2000,
+    jobs: int = 1,
     progress: bool = True,
 ) -> ResultTable:
     """Train every cell and measure it; returns the records of :func:`~latentshape.bench.training.run_cell`
     (``part="cell"``) and of :func:`zscore_growth` (``part="growth"``).
 
     ``dims``, ``weights`` and ``epochs`` map a setting to its widths, weight grid (``"none"``
-    runs once, at w = 0) and epoch budget. Empty ``scaling_batches`` or ``growth_sizes`` skip
-    those experiments (both need the supervised setting). ``check_rows`` is ``max_pairwise`` of
+    runs once, at w = 0) and epoch budget. ``scaling_weights`` (default: the supervised grid) is
+    the grid of the scaling cells. Empty ``scaling_batches`` or ``growth_sizes`` skip those
+    experiments (both need the supervised setting). ``jobs``: worker processes for the cells
+    (one torch thread each; step times then include the workers' contention). ``check_rows`` is ``max_pairwise`` of
     :func:`latentshape.check` (below 1437 it subsamples the training embedding for the O(N^2) tests).
 
     >>> table = train(["supervised"], ["none", "moment_matching"], dims={"supervised": (4,)},
@@ -154,22 +195,23 @@ def train(
     weights = weights or {"supervised": (1e-4, 1e-3, 1e-2, 0.1, 1.0), "self_supervised": (0.1, 1.0, 10.0, 100.0),
                           "stochastic": (1e-3, 1e-2, 0.1, 1.0)}
     epochs = epochs or {setting: 40 for setting in SETTINGS}
-    scaling = scaling_batches if "supervised" in settings else ()
+    if int(jobs) != jobs or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    scaling_batches = tuple(scaling_batches) if "supervised" in settings else ()
+    scaling_weights = tuple(weights["supervised"] if scaling_weights is None else scaling_weights) if scaling_batches else ()
+    scaling = {"batches": scaling_batches, "weights": scaling_weights, "d": scaling_d, "seeds": scaling_seeds}
     start = time.perf_counter()
     table = ResultTable("train", settings={"settings": list(settings), "dims": {k: list(dims[k]) for k in settings},
                                            "weights": {k: list(weights[k]) for k in settings},
                                            "epochs": {k: epochs[k] for k in settings}, "seeds": seeds,
-                                           "batch_size": 128, "scaling_batches": list(scaling), "scaling_d": scaling_d,
+                                           "batch_size": 128, "scaling_batches": list(scaling_batches),
+                                           "scaling_weights": list(scaling_weights), "scaling_d": scaling_d,
                                            "scaling_seeds": scaling_seeds, "growth_sizes": list(growth_sizes),
-                                           "growth_repeats": growth_repeats, "check_rows": check_rows})
-    cells = _cells(settings, names, dims, weights, epochs, seeds, scaling, scaling_d, scaling_seeds)
-    data = load_digits_split()
-    done: dict[tuple, dict] = {}
-    for cell in tqdm(cells, desc="train", disable=not progress):
-        key = _memo_key(cell)
-        if key not in done:
-            done[key] = run_cell(cell, data, check_rows)
-        table.records.append({"part": "cell"} | done[key] | {"setting": cell.setting})
+                                           "growth_repeats": growth_repeats, "check_rows": check_rows, "jobs": jobs})
+    cells = _cells(settings, names, dims, weights, epochs, seeds, scaling)
+    done = _run_cells(cells, check_rows, int(jobs), progress)
+    for cell in cells:
+        table.records.append({"part": "cell"} | done[_memo_key(cell)] | {"setting": cell.setting})
     if growth_sizes and "supervised" in settings:
         table.records += _growth(names, scaling_d, epochs["supervised"], growth_sizes, growth_repeats)
     table.seconds = time.perf_counter() - start

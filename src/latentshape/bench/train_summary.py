@@ -163,20 +163,22 @@ def _growth_exponents(growth: Sequence[dict], name: str) -> dict[str, float]:
 
 
 def scaling_rows(rows: Sequence[dict], growth: Sequence[dict], d: int) -> list[dict[str, Any]]:
-    """Per calibrated loss: z-growth exponents, the 2-point-drop weight per batch size and its exponent, best weights."""
+    """Per calibrated loss: z-growth exponents, the 2-point-drop weight per batch size and its exponent, best weights.
+
+    Both weights are read against the unregularized encoder trained at the same batch size.
+    """
     supervised = [r for r in rows if r["setting"] == "supervised" and r["d"] == d]
-    none = next((r for r in supervised if r["regularizer"] == "none"), None)
-    batches = sorted({r["batch_size"] for r in supervised})
+    none = {r["batch_size"]: r for r in supervised if r["regularizer"] == "none"}
     results = []
     for name in dict.fromkeys(r["regularizer"] for r in supervised if r["regularizer"] != "none"):
         entry: dict[str, Any] = {"regularizer": name} | _growth_exponents(growth, name)
         drops = {}
-        for batch in batches:
+        for batch in sorted(none):
             curve = [r for r in supervised if r["regularizer"] == name and r["batch_size"] == batch]
-            if curve and none is not None:
-                drops[batch] = weight_for_drop([r["weight"] for r in curve], [r["accuracy"] for r in curve],
-                                               none["accuracy"] - DROP)
-                chosen = best_row(curve, TOLERANCE, none["accuracy"])
+            if curve:
+                reference = none[batch]["accuracy"]
+                drops[batch] = weight_for_drop([r["weight"] for r in curve], [r["accuracy"] for r in curve], reference - DROP)
+                chosen = best_row(curve, TOLERANCE, reference)
                 entry[f"best_{batch}"] = chosen["weight"] if chosen else math.nan
         entry["drop"] = drops
         finite = [(b, w) for b, w in drops.items() if 0 < w < math.inf]
