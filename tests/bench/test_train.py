@@ -15,7 +15,7 @@ import torch
 from latentshape.bench import train, write_report, zscore_growth
 from latentshape.bench.digits import augment, load_digits_split, minibatches
 from latentshape.bench.embedding_metrics import collapse_indicators, effective_rank
-from latentshape.bench.train_report import markdown
+from latentshape.bench.train_report import load_table, markdown
 from latentshape.bench.train_summary import power_law_exponent, recommend, summarize, weight_for_drop
 
 TINY = {"dims": {"supervised": (4,), "self_supervised": (4,), "stochastic": (4,)},
@@ -55,8 +55,10 @@ def test_tiny_report_writes_markdown_and_plots(tiny_table, tmp_path) -> None:
                    "Recommendations", "**supervised, d = 4**", "w_drop", "latentshape bench train --tiny"):
         assert needle in text, needle
     names = {p.name for p in paths}
-    assert {"bench_train.md", "bench_train_supervised.png", "bench_train_stochastic.png", "bench_train_scaling.png"} <= names
-    assert all((tmp_path / name).stat().st_size > 1000 for name in names)
+    again = load_table(tmp_path / "bench_train.json")
+    assert again.records == tiny_table.records and markdown(again) == markdown(tiny_table)
+    assert {"bench_train.md", "bench_train.json", "bench_train_supervised.png", "bench_train_stochastic.png", "bench_train_scaling.png"} <= names
+    assert all((tmp_path / name).stat().st_size > 1000 for name in names if name.endswith(".png"))
 
 
 def test_minibatches_cover_every_row_once_with_a_short_last_batch() -> None:
@@ -124,6 +126,7 @@ def _bench(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_tiny_run_writes_the_report(tmp_path) -> None:
     result = _bench("--tiny", "--out", str(tmp_path), "--regularizers", "none", "moment_matching", "kl")
     assert result.returncode == 0, result.stderr
@@ -131,6 +134,7 @@ def test_cli_tiny_run_writes_the_report(tmp_path) -> None:
     assert (tmp_path / "bench_train_supervised.png").exists() and "bench train --tiny" in (tmp_path / "bench_train.md").read_text()
 
 
+@pytest.mark.slow
 def test_cli_unwritable_out_exits_2_with_one_line_before_any_work(tmp_path) -> None:
     blocker = tmp_path / "a_file"
     blocker.write_text("")

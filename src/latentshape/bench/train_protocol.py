@@ -182,7 +182,7 @@ def train(
 
     >>> table = train(["supervised"], ["none", "moment_matching"], dims={"supervised": (4,)},
     ...               weights={"supervised": (0.01,)}, epochs={"supervised": 1}, seeds=1, scaling_batches=(),
-    ...               growth_sizes=(), progress=False)
+    ...               growth_sizes=(), check_rows=200, progress=False)
     >>> [(r["regularizer"], r["weight"]) for r in table.records]
     [('none', 0.0), ('moment_matching', 0.01)]
     """

@@ -189,7 +189,7 @@ def run_cell(cell: Cell, data: Digits | None = None, check_rows: int = 2000) -> 
     last epoch's batches, z units for the calibrated statistics), ``diverged``. ``check_rows``:
     ``max_pairwise`` of :func:`latentshape.check` (the default 2000 keeps all 1437 training rows).
 
-    >>> record = run_cell(Cell("supervised", "moment_matching", 0.1, d=4, seed=0, epochs=1))
+    >>> record = run_cell(Cell("supervised", "moment_matching", 0.1, d=4, seed=0, epochs=1), check_rows=200)
     >>> 0 <= record["accuracy"] <= 1 and record["test_rejected"] <= 8
     True
     """
