@@ -42,6 +42,22 @@ GROWTH_REGULARIZERS: tuple[str, ...] = (*CALIBRATED, "vicreg")
 """Losses whose value :func:`zscore_growth` follows in N (VICReg raw: it has no null to standardize by)."""
 
 
+DEFAULT_DIMS = {"supervised": (4, 8, 16), "self_supervised": (16,), "stochastic": (4, 8, 16)}
+DEFAULT_WEIGHTS = {"supervised": (1e-4, 1e-3, 1e-2, 0.1, 1.0), "self_supervised": (0.1, 1.0, 10.0, 100.0),
+                   "stochastic": (1e-3, 1e-2, 0.1, 1.0)}
+DEFAULT_EPOCHS = {setting: 40 for setting in SETTINGS}
+
+
+def _checked_settings(settings: Iterable[str], jobs: int) -> tuple[str, ...]:
+    settings = tuple(settings)
+    unknown = [s for s in settings if s not in SETTINGS]
+    if unknown:
+        raise ValueError(f"unknown setting {', '.join(map(repr, unknown))}; choose from {', '.join(SETTINGS)}")
+    if int(jobs) != jobs or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    return settings
+
+
 def _selected(regularizers: Iterable[str] | None) -> tuple[str, ...]:
     if regularizers is None:
         return TRAIN_NAMES
@@ -176,9 +192,10 @@ def train(
     ``dims``, ``weights`` and ``epochs`` map a setting to its widths, weight grid (``"none"``
     runs once, at w = 0) and epoch budget. ``scaling_weights`` (default: the supervised grid) is
     the grid of the scaling cells. Empty ``scaling_batches`` or ``growth_sizes`` skip those
-    experiments (both need the supervised setting). ``jobs``: worker processes for the cells
-    (one torch thread each; step times then include the workers' contention). ``check_rows`` is ``max_pairwise`` of
-    :func:`latentshape.check` (below 1437 it subsamples the training embedding for the O(N^2) tests).
+    experiments (both need the supervised setting). ``jobs``: worker processes for the cells (one
+    torch thread each; step times then include the workers' contention). ``check_rows`` is
+    ``max_pairwise`` of :func:`latentshape.check` (below 1437 it subsamples the training
+    embedding for the O(N^2) tests).
 
     >>> table = train(["supervised"], ["none", "moment_matching"], dims={"supervised": (4,)},
     ...               weights={"supervised": (0.01,)}, epochs={"supervised": 1}, seeds=1, scaling_batches=(),
@@ -186,28 +203,18 @@ def train(
     >>> [(r["regularizer"], r["weight"]) for r in table.records]
     [('none', 0.0), ('moment_matching', 0.01)]
     """
-    settings = tuple(settings)
-    unknown = [s for s in settings if s not in SETTINGS]
-    if unknown:
-        raise ValueError(f"unknown setting {', '.join(map(repr, unknown))}; choose from {', '.join(SETTINGS)}")
+    settings = _checked_settings(settings, jobs)
     names = _selected(regularizers)
-    dims = dims or {"supervised": (4, 8, 16), "self_supervised": (16,), "stochastic": (4, 8, 16)}
-    weights = weights or {"supervised": (1e-4, 1e-3, 1e-2, 0.1, 1.0), "self_supervised": (0.1, 1.0, 10.0, 100.0),
-                          "stochastic": (1e-3, 1e-2, 0.1, 1.0)}
-    epochs = epochs or {setting: 40 for setting in SETTINGS}
-    if int(jobs) != jobs or jobs < 1:
-        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    dims, weights, epochs = dims or DEFAULT_DIMS, weights or DEFAULT_WEIGHTS, epochs or DEFAULT_EPOCHS
     scaling_batches = tuple(scaling_batches) if "supervised" in settings else ()
     scaling_weights = tuple(weights["supervised"] if scaling_weights is None else scaling_weights) if scaling_batches else ()
     scaling = {"batches": scaling_batches, "weights": scaling_weights, "d": scaling_d, "seeds": scaling_seeds}
     start = time.perf_counter()
-    table = ResultTable("train", settings={"settings": list(settings), "dims": {k: list(dims[k]) for k in settings},
-                                           "weights": {k: list(weights[k]) for k in settings},
-                                           "epochs": {k: epochs[k] for k in settings}, "seeds": seeds,
-                                           "batch_size": 128, "scaling_batches": list(scaling_batches),
-                                           "scaling_weights": list(scaling_weights), "scaling_d": scaling_d,
-                                           "scaling_seeds": scaling_seeds, "growth_sizes": list(growth_sizes),
-                                           "growth_repeats": growth_repeats, "check_rows": check_rows, "jobs": jobs})
+    table = ResultTable("train", settings={
+        "settings": list(settings), "dims": {k: list(dims[k]) for k in settings}, "weights": {k: list(weights[k]) for k in settings},
+        "epochs": {k: epochs[k] for k in settings}, "seeds": seeds, "batch_size": 128, "scaling_batches": list(scaling_batches),
+        "scaling_weights": list(scaling_weights), "scaling_d": scaling_d, "scaling_seeds": scaling_seeds,
+        "growth_sizes": list(growth_sizes), "growth_repeats": growth_repeats, "check_rows": check_rows, "jobs": jobs})
     cells = _cells(settings, names, dims, weights, epochs, seeds, scaling)
     done = _run_cells(cells, check_rows, int(jobs), progress)
     for cell in cells:
