@@ -25,6 +25,7 @@ from .gaussian import (
     MomentMatchingLoss,
     SIGReg,
     SlicedWassersteinGaussian,
+    VICRegLoss,
     reparameterize,
     reparameterize_full,
 )
@@ -36,6 +37,7 @@ __all__ += [
     "MomentMatchingLoss",
     "SIGReg",
     "SlicedWassersteinGaussian",
+    "VICRegLoss",
     "reparameterize",
     "reparameterize_full",
 ]

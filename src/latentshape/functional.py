@@ -14,6 +14,7 @@ from .gaussian.moment_matching import moment_matching_loss
 from .gaussian.moment_penalties import moment_penalty
 from .gaussian.sigreg import sigreg_statistic
 from .gaussian.sliced import sliced_wasserstein_gaussian
+from .gaussian.vicreg import vicreg_variance_covariance
 # uniform interval
 from .interval.kde_cross_entropy import kde_cross_entropy
 # class structure
@@ -37,6 +38,7 @@ __all__ = [
     "sigreg_statistic",
     "gaussian_mmd",
     "sliced_wasserstein_gaussian",
+    "vicreg_variance_covariance",
     "uniformity_loss",
     "alignment_loss",
     "prototype_separation",

@@ -5,13 +5,14 @@
 >>> table.value("z", distribution="anisotropic") > 5
 True
 
-Command line: ``latentshape bench {detection,gaussianize,speed} [--quick] [--out DIR]``.
+Command line: ``latentshape bench {detection,gaussianize,speed,train} [--quick] [--out DIR]``.
 """
 
 from .distributions import DISTRIBUTIONS, Sampler, register_distribution, sample, x_shape
 from .protocols import ResultTable, W2Reference, detection, gaussianize, speed, w2_exact, w2_reference
 from .regularizers import REGULARIZERS, Regularizer, register_regularizer, zscore
 from .report import markdown, plot, write_report
+from .train_protocol import train, zscore_growth
 
 __all__ = [
     "DISTRIBUTIONS",
@@ -33,4 +34,6 @@ __all__ = [
     "markdown",
     "plot",
     "write_report",
+    "train",
+    "zscore_growth",
 ]

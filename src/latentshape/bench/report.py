@@ -41,6 +41,10 @@ def markdown(table: ResultTable) -> str:
     |---|---:|
     | x | 7.2 |
     """
+    if table.protocol == "train":
+        from . import train_report
+
+        return train_report.markdown(table)
     lines: list[str] = []
     if table.protocol in ("detection", "gaussianize"):
         for d in table.unique("d"):
@@ -133,8 +137,13 @@ def plot(table: ResultTable, path: str | Path) -> Path:
 def write_report(table: ResultTable, directory: str | Path, command: str = "") -> list[Path]:
     """Write ``bench_<protocol>.md`` (settings, command, table) and ``bench_<protocol>.png`` into ``directory``.
 
-    The plot is skipped (with a note in the markdown) when matplotlib is missing.
+    The plot is skipped (with a note in the markdown) when matplotlib is missing. A ``train``
+    table writes ``bench_train.md`` and one figure per setting (:mod:`latentshape.bench.train_report`).
     """
+    if table.protocol == "train":
+        from . import train_report
+
+        return train_report.write_report(table, directory, command=command)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     image = directory / f"bench_{table.protocol}.png"

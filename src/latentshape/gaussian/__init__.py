@@ -12,6 +12,7 @@ from .moment_matching import MOMENT_MATCHING_PENALTIES, MomentMatchingLoss, mome
 from .moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .sigreg import SIGReg, epps_pulley, sigreg_statistic
 from .sliced import SlicedWassersteinGaussian, gaussian_quantiles, sliced_wasserstein_gaussian
+from .vicreg import VICRegLoss, vicreg_variance_covariance
 
 __all__ = [
     "MOMENT_PENALTIES",
@@ -36,4 +37,6 @@ __all__ = [
     "SlicedWassersteinGaussian",
     "sliced_wasserstein_gaussian",
     "gaussian_quantiles",
+    "VICRegLoss",
+    "vicreg_variance_covariance",
 ]
