@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .._validation import as_embeddings
+from ..validation import as_embeddings
 
 __all__ = ["vicreg_variance_covariance", "VICRegLoss"]
 
@@ -71,9 +71,10 @@ class VICRegLoss(nn.Module):
     Add your own invariance term between two views, and apply the loss to each view, as in the
     paper: ``25 * mse(z1, z2) + vicreg(z1) + vicreg(z2)`` with the defaults here (the module
     docstring has the formulas). Not a batch statistic of N(0, I), so it has no calibration: it
-    asks for unit-or-larger spread and no correlation, not for a Gaussian shape.
+    asks for unit-or-larger spread and no correlation, not for a Gaussian shape. Configuration is
+    keyword-only.
 
-    Args (keyword-only):
+    Args:
         variance_weight: :math:`\mu` (>= 0), default 25.
         covariance_weight: :math:`\nu` (>= 0), default 1.
         target_std: :math:`\gamma` (> 0), the standard deviation the hinge asks for, default 1.
