@@ -4,7 +4,7 @@ A :class:`Regularizer` is a factory ``build(d) -> nn.Module`` whose forward maps
 ``(N, d)`` to a 0-d differentiable loss (used by the Gaussianization and speed protocols), plus
 a flag saying whether the module can report a calibrated z-score (used by detection):
 :func:`zscore` reads ``components(x).total`` of a :class:`~latentshape.WristbandLoss` and
-``zscore(x)`` of the batch statistics (:mod:`latentshape.gaussian._statistic`).
+``zscore(x)`` of the batch statistics (:mod:`latentshape.statistic`).
 
 A module that also has a ``critic_step(x)`` method (:class:`~latentshape.AdversarialPrior`) gets one
 critic step before every loss evaluation in the Gaussianization protocol.
@@ -50,8 +50,8 @@ class Regularizer:
     """A named regularizer: ``build(d, calibrate)`` returns a fresh module for width d.
 
     ``calibrate=True`` asks for a module whose :func:`zscore` works (detection); ``None`` for
-    the class's own default, as a user would build it (Gaussianization: the wristband calibrated,
-    the batch statistics raw); ``False`` for the raw loss (speed: no one-off calibration).
+    the class's own default, as a user would build it (Gaussianization: every batch statistic
+    calibrated); ``False`` for the raw loss (speed: no one-off calibration).
     Give ``build`` as a module-level function if the speed protocol should measure peak memory
     (it runs each configuration in a spawned process, which must unpickle ``build``).
     ``detects``: whether :func:`zscore` applies; ``gaussianizes``: whether the module is a loss
