@@ -139,7 +139,7 @@ def test_cli_unwritable_out_exits_2_with_one_line_before_any_work(tmp_path) -> N
     blocker = tmp_path / "a_file"
     blocker.write_text("")
     result = _bench("--tiny", "--out", str(blocker / "sub"))
-    assert result.returncode == 2 and "cannot write there" in result.stderr, result.stderr
+    assert result.returncode == 2 and "cannot write into" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
