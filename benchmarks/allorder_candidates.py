@@ -10,6 +10,11 @@ A :class:`Spec` names one candidate: an angular kernel (the mean of exp(c (u.u' 
   (degrees >= 3, three images) on consecutive blocks of B points: O(N B d);
 - ``features=M``: random Fourier features of the angular kernel (fixed seed) times the K = 6
   radial modes, over the whole batch: O(N M d);
+- ``drop_radial``: rep without the kernel's pure-radial channel (angular degree 0 times radial
+  modes k >= 1, i.e. lambda_0 sum_k a_k (mean_i cos(k pi t_i))^2), which the ``rad`` term covers
+  and which holds most of the energy's null variance at large d;
+- ``second=scales``: a second rep component with its own kernel (exact pairwise, or with
+  ``second_block`` the block hybrid), z-scored separately: scales combined at the z level;
 - ``coord=w``: an extra per-coordinate component, the radial term's 1-D transport applied to each
   coordinate against N(0, 1), averaged over coordinates, with weight w.
 
@@ -46,10 +51,24 @@ class Spec:
     block: int | None = None
     features: int | None = None
     coord: float = 0.0
+    coord_kind: str = "transport"  # or "neyman_sq"
+    drop_radial: bool = False  # remove the kernel's pure-radial channel (degree 0 x modes k >= 1) from rep
+    lambda_rad: float = 0.1
+    second: tuple[float, ...] = ()  # a second rep component: the exact all-degree energy of these scales
+    second_block: int | None = None  # ... on blocks (degrees <= 2 on the whole batch + residual on blocks)
 
     @property
     def weights(self) -> tuple[float, ...]:
-        return (1.0, 0.1, 1.0) + ((self.coord,) if self.coord > 0 else ())
+        head = (1.0, 1.0) if self.second else (1.0,)
+        return head + (self.lambda_rad, 1.0) + ((self.coord,) if self.coord > 0 else ())
+
+
+def coordinate_neyman_squared(x: Tensor, modes: int = 4) -> Tensor:
+    """Mean over coordinates of Q_j^2, Q_j = sum_{k <= 4} (mean_i cos(k pi Phi(x_ij)))^2 (a Neyman smooth statistic)."""
+    t = torch.special.ndtr(x)
+    k = torch.arange(1, modes + 1, dtype=x.dtype, device=x.device)
+    c = torch.cos(math.pi * t[..., None] * k).mean(dim=-3)  # (d, K)
+    return ((c * c).sum(-1) ** 2).mean(-1)
 
 
 def coordinate_distance(x: Tensor) -> Tensor:
@@ -149,14 +168,28 @@ def _feature_energy(spec: Spec, batch: Batch) -> Tensor:
     return ((cos_sums**2 + sin_sums**2) * a).sum(dtype=torch.float64) / count
 
 
+def _radial_channel(spec: Spec, batch: Batch) -> Tensor:
+    lam0 = sum(mercer_coefficients(batch.d, 0, c)[0] for c in spec.scales) / len(spec.scales)
+    a = torch.tensor(radial_coefficients(spec.beta, K_MODES)[1:], dtype=torch.float64)
+    w = torch.cos(batch.t[:, None].to(torch.float64) * math.pi * torch.arange(1, K_MODES + 1, dtype=torch.float64))
+    return lam0 * (a * w.mean(dim=0) ** 2).sum()
+
+
 def raw_components(spec: Spec, batch: Batch) -> Tensor:
     """(rep, rad, mom[, coord]) of one batch, float64."""
-    rep = torch.log(_energy(spec, batch).to(torch.float64)) / spec.beta
+    energy = _energy(spec, batch).to(torch.float64)
+    if spec.drop_radial:
+        energy = energy - _radial_channel(spec, batch)
+    rep = torch.log(energy) / spec.beta
     rad = radial_distance(batch.t.to(torch.float64), batch.score)
     mom = batch.memo("mom", lambda: moment_penalty(batch.x, "w2").to(torch.float64))
     parts = [rep, rad, mom]
+    if spec.second:
+        other = Spec("second", spec.second, beta=spec.beta, block=spec.second_block)
+        parts.insert(1, torch.log(_energy(other, batch).to(torch.float64)) / spec.beta)
     if spec.coord > 0:
-        parts.append(batch.memo("coord", lambda: coordinate_distance(batch.x).to(torch.float64)))
+        make = coordinate_distance if spec.coord_kind == "transport" else coordinate_neyman_squared
+        parts.append(batch.memo(("coord", spec.coord_kind), lambda: make(batch.x).to(torch.float64)))
     return torch.stack(parts)
 
 

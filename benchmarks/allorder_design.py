@@ -38,9 +38,32 @@ THIRD = 4.0 / 3.0
 DTYPE = torch.float32  # the N x N work; log-energies and totals are formed in float64
 
 
-def candidates(d: int) -> list[Spec]:
+def candidates(d: int, which: str = "main") -> list[Spec]:
     from latentshape.wristband.harmonics import degree_for_share
 
+    if which == "zsum":  # scales combined at the z level: one rep component per kernel
+        return [
+            Spec("z: pair c4/3 + pair c4", (THIRD,), second=(4.0,)),
+            Spec("z: pair c4/3 + pair c8", (THIRD,), second=(8.0,)),
+            Spec("z: spec2 c4/3 + pair c4", (THIRD,), degree=2, second=(4.0,)),
+            Spec("z: spec2 c4/3 + pair c8", (THIRD,), degree=2, second=(8.0,)),
+            Spec("z: spec2 c4/3 + block64 c8", (THIRD,), degree=2, second=(8.0,), second_block=64),
+            Spec("z: spec2 c4/3 + block256 c8", (THIRD,), degree=2, second=(8.0,), second_block=256),
+            Spec("z: spec2 c4/3 + pair c8 +coord", (THIRD,), degree=2, second=(8.0,), coord=1.0),
+            Spec("z: spec2 c4/3 + pair c4 +coord", (THIRD,), degree=2, second=(4.0,), coord=1.0),
+            Spec("z: spec2 c4/3 + pair c6", (THIRD,), degree=2, second=(6.0,)),
+            Spec("z: spec2 c4/3 + pair c12", (THIRD,), degree=2, second=(12.0,)),
+        ]
+    if which == "radial":  # rep without its pure-radial channel, rad weighted up
+        out = []
+        for name, scales in (("spec2 c4/3", (THIRD,)), ("pair c4", (4.0,)), ("multi 4/3+8", (THIRD, 8.0)),
+                             ("multi 4/3+4", (THIRD, 4.0))):
+            degree = 2 if name.startswith("spec2") else None
+            for lam in (0.1, 1.0):
+                out.append(Spec(f"{name} -radial, rad {lam:g}", scales, degree=degree, drop_radial=True, lambda_rad=lam))
+        out.append(Spec("multi 4/3+8 -radial, rad 1 +coord", (THIRD, 8.0), drop_radial=True, lambda_rad=1.0, coord=1.0))
+        out.append(Spec("multi 4/3+8 rad 1", (THIRD, 8.0), lambda_rad=1.0))
+        return out
     return [
         Spec("pair c4/3", (THIRD,)),
         Spec("pair c2", (2.0,)),
@@ -82,13 +105,13 @@ def sources() -> dict:
     return table
 
 
-def detection(n: int, dims, samples: int, repeats: int) -> dict:
+def detection(n: int, dims, samples: int, repeats: int, which: str = "main") -> dict:
     records = []
     for d in dims:
         began = time.perf_counter()
-        specs = candidates(d)
+        specs = candidates(d, which)
         nulls = null_stats(specs, n, d, samples, dtype=DTYPE)
-        modules = peers(d)
+        modules = peers(d) if which == "main" else {}
         print(f"<!-- d={d}: candidate nulls {time.perf_counter() - began:.0f} s -->", flush=True)
         for name, sampler in sources().items():
             if name.endswith("lobes_triangle") and d < 2 or name == "bench:copula" and d < 2:
@@ -148,13 +171,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["detection", "gaussianize", "cost"])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--set", default="main", choices=["main", "radial", "zsum"], help="candidate list (detection)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
     if args.part == "detection":
         result = detection(256 if args.quick else 1024, (3, 16) if args.quick else (2, 3, 16, 64),
-                           40 if args.quick else 300, 1 if args.quick else 2)
-        (RESULTS / f"allorder_detection{'_quick' if args.quick else ''}.json").write_text(json.dumps(result))
+                           40 if args.quick else 300, 1 if args.quick else 2, args.set)
+        suffix = ("_quick" if args.quick else "") + ("" if args.set == "main" else f"_{args.set}")
+        (RESULTS / f"allorder_detection{suffix}.json").write_text(json.dumps(result))
         print_detection(result)
     elif args.part == "gaussianize":
         from allorder_gaussianize import run as gaussianize_run
