@@ -34,22 +34,34 @@ BASES = [
     Spec("block64 c8", (8.0,), block=64),
     Spec("block256 c8", (8.0,), block=256),
 ]
+EXTRA = [  # the other options, as single reps: radial sharpness, kernel sums, degree-L, features
+    Spec("pair c4 b4", (4.0,), beta=4.0),
+    Spec("pair c4 b16", (4.0,), beta=16.0),
+    Spec("sum 4/3+4", (THIRD, 4.0)),
+    Spec("sum 4/3+8", (THIRD, 8.0)),
+    Spec("sum 2+8", (2.0, 8.0)),
+    Spec("spec2 c4", (4.0,), degree=2),
+    Spec("spec4 c8", (8.0,), degree=4),
+    Spec("spec6 c8", (8.0,), degree=6),
+    Spec("rf256 c8", (8.0,), features=256),
+    Spec("rf1024 c8", (8.0,), features=1024),
+]
 
 
-def collect(n: int, d: int, samples: int, repeats: int = 2) -> dict:
+def collect(n: int, d: int, samples: int, repeats: int = 2, bases=BASES) -> dict:
     generator = torch.Generator().manual_seed(777 + 31 * n + d)
-    null = {s.name: [] for s in BASES}
+    null = {s.name: [] for s in bases}
     with torch.no_grad():
         for _ in range(samples):
             batch = Batch(torch.randn(n, d, generator=generator, dtype=DTYPE))
-            for s in BASES:
+            for s in bases:
                 null[s.name].append(raw_components(s, batch))
         found = {}
         for name, sampler in sources().items():
-            rows = {s.name: [] for s in BASES}
+            rows = {s.name: [] for s in bases}
             for r in range(repeats):
                 batch = Batch(sampler(n, d, torch.Generator().manual_seed(100 + r)).to(DTYPE))
-                for s in BASES:
+                for s in bases:
                     rows[s.name].append(raw_components(s, batch))
             found[name] = {k: torch.stack(v) for k, v in rows.items()}
     return {"null": {k: torch.stack(v) for k, v in null.items()}, "sources": found, "n": n, "d": d}
@@ -59,12 +71,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--dims", type=int, nargs="*", default=[3, 16, 64])
+    parser.add_argument("--extra", action="store_true", help="the EXTRA bases, into allorder_raw_extra_d*.pt")
     args = parser.parse_args()
     torch.set_num_threads(1)
     RESULTS.mkdir(exist_ok=True)
     for d in args.dims:
         began = time.perf_counter()
-        torch.save(collect(1024, d, args.samples), RESULTS / f"allorder_raw_d{d}.pt")
+        bases, stem = (EXTRA, "allorder_raw_extra") if args.extra else (BASES, "allorder_raw")
+        torch.save(collect(1024, d, args.samples, bases=bases), RESULTS / f"{stem}_d{d}.pt")
         print(f"d={d}: {time.perf_counter() - began:.0f} s", flush=True)
 
 

@@ -99,3 +99,25 @@ def test_null_stats_against_monte_carlo(n, d, block):
     assert ((closed.mean - empirical.mean) / empirical.std)[active].abs().max() < 0.1
     assert ((closed.std / empirical.std)[active] - 1).abs().max() < 0.06
     assert (closed.corr - empirical.corr).abs().max() < 0.1
+
+
+def test_two_scale_null_stats_against_monte_carlo():
+    from latentshape.wristband.blocks_null import two_scale_null_stats
+    from latentshape.wristband.spectral import spectral_kernel_sums
+
+    n, d, block = 80, 6, 40
+    generator = torch.Generator().manual_seed(11)
+    rows = []
+    for _ in range(6):
+        x = torch.randn(500, n, d, generator=generator, dtype=torch.float64)
+        u, t, z = wristband_map(x)
+        broad, angular = spectral_kernel_sums(u, t, RADIAL, low_degree_coefficients(d, (4.0 / 3.0,), (1.0,)))
+        sharp, _ = allorder_energy(u, t, RADIAL, (8.0,), (1.0,), block)
+        rows.append(torch.stack([broad.log() / 8, sharp.log() / 8, radial_distance(t, z), angular.log() / 8,
+                                 moment_penalty(x, "w2")], -1))
+    raw = torch.cat(rows)
+    empirical, closed = NullStats.from_samples(raw), two_scale_null_stats(n, d, block=block)
+    active = [0, 1, 3, 4]
+    assert ((closed.mean - empirical.mean) / empirical.std)[active].abs().max() < 0.1
+    assert ((closed.std / empirical.std)[active] - 1).abs().max() < 0.06
+    assert (closed.corr - empirical.corr).abs().max() < 0.1

@@ -42,7 +42,13 @@ from .null_moments import NullMoments, _log_moments, angular_mean_null_moments, 
 from .pairwise_null import kernel_null_covariances
 from .spectral import radial_coefficients, zonal_at_one
 
-__all__ = ["residual_kernel_sums", "allorder_energy_null_moments", "allorder_null_stats"]
+__all__ = [
+    "residual_kernel_sums",
+    "allorder_energy_null_moments",
+    "allorder_null_stats",
+    "energy_cross_covariance",
+    "two_scale_null_stats",
+]
 
 
 @functools.lru_cache(maxsize=256)
@@ -142,5 +148,95 @@ def allorder_null_stats(
             i, j = order.index(p), order.index(q)
             corr[i, j] = corr[j, i] = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
     mean = torch.tensor([rep.mean / beta, rad.mean, ang.mean / beta, mom.mean], dtype=torch.float64)
+    std = torch.tensor([sd[name] for name in order], dtype=torch.float64)
+    return NullStats(mean=mean, std=torch.where(std > 0, std, torch.ones_like(std)), corr=corr, samples=0)
+
+
+def energy_cross_covariance(
+    n: int, d: int, radial: tuple[float, ...], low_a: tuple[float, ...], low_b: tuple[float, ...],
+    residual_trace_b: float = 0.0, pairs_b: float | None = None,
+) -> float:
+    r"""Null covariance of two energies with the same radial kernel: :math:`E_a` (degrees <= 2 of kernel a, all
+    pairs) and :math:`E_b = E_{b, \le 2} + E_{b, >2}` (the residual, of trace ``residual_trace_b``, on blocks
+    with :math:`\sum_b n_b^2` = ``pairs_b``).
+
+    .. math::
+        N^4\,\mathrm{Cov} = N T_a T_b v + 2N(N-1)\Big[(a_0^2 + \sum_{k \ge 1} a_k^2/4)\sum_{l \le 2}
+        \lambda^a_l \lambda^b_l Z_l(1) - a_0^2 \lambda^a_0 \lambda^b_0\Big] \;(+\; N^3 T_a T^{>2}_b v / P),
+
+    :math:`v = \sum_{k \ge 1} a_k^2 / 8` the variance of :math:`r(t, t)`, T the degree-<= 2 traces; the
+    residual meets :math:`E_a` only on the diagonal (different degrees are orthogonal).
+
+    >>> from latentshape.wristband.spectral import radial_coefficients
+    >>> low = low_degree_coefficients(8, (4.0 / 3.0,), (1.0,))
+    >>> m = spectral_energy_null_moments(256, 8, radial_coefficients(8.0, 6), low)
+    >>> bool(abs(energy_cross_covariance(256, 8, radial_coefficients(8.0, 6), low, low) / m.variance - 1) < 1e-12)
+    True
+    """
+    a0, higher = radial[0], radial[1:]
+    v = sum(a * a for a in higher) / 8.0
+    dims = [zonal_at_one(d, level) for level in range(3)]
+    trace_a = sum(lam * m for lam, m in zip(low_a, dims))
+    trace_b = sum(lam * m for lam, m in zip(low_b, dims))
+    product = sum(x * y * m for x, y, m in zip(low_a, low_b, dims))
+    off = (a0 * a0 + sum(a * a for a in higher) / 4.0) * product - a0 * a0 * low_a[0] * low_b[0]
+    covariance = (n * trace_a * trace_b * v + 2.0 * n * (n - 1) * off) / n**4
+    if residual_trace_b and pairs_b:
+        covariance += trace_a * residual_trace_b * v / (n * pairs_b)
+    return covariance
+
+
+def two_scale_null_stats(
+    n: int,
+    d: int,
+    beta: float = 8.0,
+    broad: float = 4.0 / 3.0,
+    sharp: float = 8.0,
+    k_modes: int = 6,
+    block: int = 1024,
+    moment: str = "w2",
+) -> NullStats:
+    r"""Closed-form null of ``(rep, rep_sharp, rad, ang, mom)``: rep = log(E_broad)/beta (the spectral degree-<= 2
+    energy of :math:`e^{c_b(x-1)}`), rep_sharp = log(E_sharp)/beta (the all-degree energy of
+    :math:`e^{c_s(x-1)}`, residual on blocks of <= ``block``), ang from the broad kernel.
+
+    >>> stats = two_scale_null_stats(1024, 16)
+    >>> round(float(stats.corr[0, 1]), 2)   # rep with rep_sharp
+    0.24
+    """
+    from ..gaussian.null_moments import moment_null_moments
+    from .null_moments import spectral_null_covariances
+    from .radial import radial_null_moments
+
+    radial = radial_coefficients(beta, k_modes)
+    low_a = low_degree_coefficients(d, (broad,), (1.0,))
+    low_b = low_degree_coefficients(d, (sharp,), (1.0,))
+    broad_energy = spectral_energy_null_moments(n, d, radial, low_a)
+    sharp_energy = allorder_energy_null_moments(n, d, radial, (sharp,), (1.0,), block)
+    angle = angular_mean_null_moments(n, d, low_a)
+    logs = {"E": _log_moments(broad_energy), "S": _log_moments(sharp_energy), "A": _log_moments(angle)}
+    rad, mom = NullMoments(*radial_null_moments(n)), NullMoments(*moment_null_moments(moment, n, d))
+    sizes = block_sizes(n, block)
+    pairs = float(sum(s * s for s in sizes))
+    residual_trace = residual_kernel_sums(int(d), (sharp,), (1.0,))[0]
+    dims = [zonal_at_one(d, level) for level in range(3)]
+    covariances = dict(spectral_null_covariances(n, d, radial, low_a, moment, mom.variance))
+    effective_trace = sum(lam * m for lam, m in zip(low_b, dims)) + residual_trace * n * n / pairs
+    cross_spread = sum(low_a[level] * low_b[level] * dims[level] for level in (1, 2))
+    sharp_table = kernel_null_covariances(n, d, radial, low_b, effective_trace, cross_spread, moment, mom.variance)
+    for other in ("A", "rad", "mom"):
+        covariances[("S", other)] = sharp_table[("E", other)]
+    covariances[("E", "S")] = energy_cross_covariance(n, d, radial, low_a, low_b, residual_trace, pairs)
+    means = {"E": broad_energy.mean, "S": sharp_energy.mean, "A": angle.mean}
+    slope = {k: 1.0 / (beta * m) for k, m in means.items()} | {"rad": 1.0, "mom": 1.0}
+    sd = {k: logs[k].std / beta for k in ("E", "S", "A")} | {"rad": rad.std, "mom": mom.std}
+    order = ("E", "S", "rad", "A", "mom")
+    corr = torch.eye(5, dtype=torch.float64)
+    for (p, q), value in covariances.items():
+        if sd[p] > 0 and sd[q] > 0:
+            i, j = order.index(p), order.index(q)
+            corr[i, j] = corr[j, i] = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
+    mean = torch.tensor([logs["E"].mean / beta, logs["S"].mean / beta, rad.mean, logs["A"].mean / beta, mom.mean],
+                        dtype=torch.float64)
     std = torch.tensor([sd[name] for name in order], dtype=torch.float64)
     return NullStats(mean=mean, std=torch.where(std > 0, std, torch.ones_like(std)), corr=corr, samples=0)
