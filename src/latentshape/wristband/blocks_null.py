@@ -202,7 +202,7 @@ def two_scale_null_stats(
 
     >>> stats = two_scale_null_stats(1024, 16)
     >>> round(float(stats.corr[0, 1]), 2)   # rep with rep_sharp
-    0.24
+    0.3
     """
     from ..gaussian.null_moments import moment_null_moments
     from .null_moments import spectral_null_covariances
