@@ -3,7 +3,8 @@
 A combination is a list of rep components (one per base kernel) plus rad (weight 0.1), mom (1)
 and optionally coord (1). Its null mean, sd and correlation come from the saved null batches
 (the same batches for every base, so correlations between reps are kept), and each source's z
-is the calibrated total, mean of 2 batches. Prints the count of sources with z > 5 and the z
+is the calibrated total, mean of 2 batches. Where ``allorder_raw_extra_d*.pt`` exist (the same
+batches, fewer null draws) they are merged in and every null is cut to the common draws. Prints the count of sources with z > 5 and the z
 table, per d.
 
     python benchmarks/allorder_combine.py
@@ -11,6 +12,7 @@ table, per d.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -60,6 +62,20 @@ COMBINATIONS = {
     "z: spec2 + block256 c8 +c:energy +c:neyman4 sq": (["spec2 c4/3", "block256 c8"], ("energy", "neyman4 sq")),
     "default +c:neyman4 sq": (["spec2 c4/3"], "neyman4 sq"),
     "default +c:energy +c:neyman4 sq": (["spec2 c4/3"], ("energy", "neyman4 sq")),
+    # the other options (allorder_components.py --extra), alone and with the coordinate statistic
+    "pair c4 b4": (["pair c4 b4"], False),
+    "pair c4 b16": (["pair c4 b16"], False),
+    "kernel sum 4/3+4": (["sum 4/3+4"], False),
+    "kernel sum 4/3+8": (["sum 4/3+8"], False),
+    "kernel sum 2+8": (["sum 2+8"], False),
+    "spec2 c4": (["spec2 c4"], False),
+    "spec4 c8": (["spec4 c8"], False),
+    "spec6 c8": (["spec6 c8"], False),
+    "rf256 c8": (["rf256 c8"], False),
+    "rf1024 c8": (["rf1024 c8"], False),
+    "z: spec2 + spec4 c8 +c:neyman4 sq": (["spec2 c4/3", "spec4 c8"], "neyman4 sq"),
+    "z: spec2 + rf1024 c8 +c:neyman4 sq": (["spec2 c4/3", "rf1024 c8"], "neyman4 sq"),
+    "kernel sum 4/3+8 +c:neyman4 sq": (["sum 4/3+8"], "neyman4 sq"),
 }
 
 
@@ -112,6 +128,8 @@ def score(data: dict) -> dict:
     attach_coordinates(data)
     out = {}
     for label, (reps, coord) in COMBINATIONS.items():
+        if any(r not in data["null"] for r in reps):
+            continue
         stats = NullStats.from_samples(columns(data["null"], reps, coord, data["coord_null"]))
         w = weights(reps, coord)
         scale = stats.combined_std(w)
@@ -123,9 +141,27 @@ def score(data: dict) -> dict:
 
 def main() -> None:
     found = sorted(RESULTS.glob("allorder_raw_d*.pt"), key=lambda p: int(p.stem.split("_d")[-1]))
-    results = {int(p.stem.split("_d")[-1]): score(torch.load(p)) for p in found}
-    labels = list(COMBINATIONS)
+    results = {}
+    for path in found:
+        data = torch.load(path)
+        extra = path.with_name(path.name.replace("allorder_raw_", "allorder_raw_extra_"))
+        if extra.exists():  # the same batches (same seeds): merge the bases
+            more = torch.load(extra)
+            data["null"].update(more["null"])
+            # the extra run drew fewer null batches: the first ones are the same batches, keep those
+            shortest = min(v.shape[0] for v in data["null"].values())
+            data["null"] = {k: v[:shortest] for k, v in data["null"].items()}
+            for name in data["sources"]:
+                data["sources"][name].update(more["sources"][name])
+        results[int(path.stem.split("_d")[-1])] = score(data)
+    peers = RESULTS / "allorder_peers.json"
+    if peers.exists():  # the library's regularizers on the same batches (allorder_peers.py)
+        for r in json.loads(peers.read_text()):
+            if r["d"] in results:
+                results[r["d"]][(r["source"], "peer: " + r["candidate"])] = r["z"]
     dims = sorted(results)
+    found_labels = list(dict.fromkeys(key[1] for d in dims for key in results[d]))
+    labels = [c for c in found_labels if all(any(key[1] == c for key in results[d]) for d in dims)]
     print("Sources detected (z > 5) at N = 1024: suite A + bench / suite B (held out)\n")
     print("| combination | " + " | ".join(f"d={d}" for d in dims) + " | total |")
     print("|---|" + "---|" * (len(dims) + 1))

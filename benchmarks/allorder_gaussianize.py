@@ -39,16 +39,16 @@ from latentshape.bench.protocols import w2_reference  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 N, STEPS, RATES = 512, 300, (0.01, 0.03)
 THIRD = 4.0 / 3.0
-SPECS = [
-    Spec("pair c4/3", (THIRD,)),
-    Spec("z: spec2 c4/3 + pair c8", (THIRD,), degree=2, second=(8.0,)),
-    Spec("z: spec2 c4/3 + pair c8 +coord", (THIRD,), degree=2, second=(8.0,), coord=1.0, coord_kind="neyman_sq"),
-    Spec("spec2 c4/3 +coord", (THIRD,), degree=2, coord=1.0, coord_kind="neyman_sq"),
-]
+SPECS: list = []  # prototypes of allorder_candidates (none by default: the recommended loss is built from library parts)
 
 
 def peers() -> dict:
-    return {"default": lambda: WristbandLoss(calibrate=True), "SIGReg": lambda: SIGReg(calibrate=False),
+    from allorder_recommended import RecommendedLoss
+
+    return {"recommended": lambda: RecommendedLoss(), "recommended -coord": lambda: RecommendedLoss(coord=False),
+            "default": lambda: WristbandLoss(calibrate=True),
+            "pairwise c4/3": lambda: WristbandLoss(method="pairwise", calibrate=True, calibration_samples=128),
+            "SIGReg": lambda: SIGReg(calibrate=False),
             "MMD": lambda: GaussianMMD(calibrate=False), "SlicedW2": lambda: SlicedWassersteinGaussian(calibrate=False),
             "Moments": lambda: MomentMatchingLoss(calibrate=False)}
 

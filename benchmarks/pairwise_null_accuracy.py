@@ -60,7 +60,7 @@ def raw_for_scales(x: torch.Tensor, scales, dtype=torch.float64) -> torch.Tensor
 
 
 def draws_for(n: int, d: int) -> int:
-    return 8000 if n * n * d <= 1 << 22 else 4000 if n <= 256 else 2000
+    return 8000 if n * n * d <= 1 << 22 else 4000 if n <= 256 else 1000
 
 
 def run(sizes, dims, scales, seed: int = 4242, header: bool = True) -> None:
