@@ -33,11 +33,11 @@ import torch
 from torch import Tensor
 
 from latentshape.calibration import NullStats
-from latentshape.gaussian.moments import moment_penalty
+from latentshape.gaussian.moment_penalties import moment_penalty
 from latentshape.wristband.harmonics import mercer_coefficients, zonal_dimension
 from latentshape.wristband.map import wristband_map
 from latentshape.wristband.radial import radial_distance
-from latentshape.wristband.spectral import radial_coefficients
+from latentshape.wristband.mercer import radial_coefficients
 
 K_MODES = 6
 

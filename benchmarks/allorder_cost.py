@@ -25,7 +25,7 @@ from latentshape import WristbandLoss
 from latentshape.wristband.blocks import block_residual_energy
 from latentshape.wristband.kernel import pairwise_row_sums
 from latentshape.wristband.map import wristband_map
-from latentshape.wristband.spectral import radial_coefficients
+from latentshape.wristband.mercer import radial_coefficients
 
 RADIAL = radial_coefficients(8.0, 6)
 

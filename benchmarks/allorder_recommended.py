@@ -20,13 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from latentshape.calibration import NullStats
-from latentshape.gaussian.moments import moment_penalty
+from latentshape.gaussian.moment_penalties import moment_penalty
 from latentshape.wristband.blocks import allorder_energy, low_degree_coefficients
 from latentshape.wristband.blocks_null import two_scale_null_stats
 from latentshape.wristband.coordinates import coordinate_null_moments, coordinate_smooth_statistic
 from latentshape.wristband.map import wristband_map
 from latentshape.wristband.radial import radial_distance
-from latentshape.wristband.spectral import radial_coefficients, spectral_kernel_sums
+from latentshape.wristband.mercer import radial_coefficients, spectral_kernel_sums
 
 RADIAL = radial_coefficients(8.0, 6)
 

@@ -22,7 +22,7 @@ import time
 import torch
 
 from latentshape.calibration import NullStats
-from latentshape.gaussian.moments import moment_penalty
+from latentshape.gaussian.moment_penalties import moment_penalty
 from latentshape.wristband.components import WristbandConfig, raw_components
 from latentshape.wristband.map import wristband_map
 from latentshape.wristband.pairwise_null import pairwise_null_stats

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from latentshape.calibration import NullStats
-from latentshape.gaussian.moments import moment_penalty
+from latentshape.gaussian.moment_penalties import moment_penalty
 from latentshape.wristband.blocks import allorder_energy, block_residual_energy, block_sizes, low_degree_coefficients
 from latentshape.wristband.blocks_null import allorder_null_stats, residual_kernel_sums
 from latentshape.wristband.harmonics import kernel_power_sums
 from latentshape.wristband.map import wristband_map
 from latentshape.wristband.radial import radial_distance
-from latentshape.wristband.spectral import radial_coefficients
+from latentshape.wristband.mercer import radial_coefficients
 
 RADIAL = radial_coefficients(8.0, 6)
 

@@ -18,7 +18,7 @@ from latentshape.wristband.harmonics import (
     trace_share,
     zonal_dimension,
 )
-from latentshape.wristband.spectral import angular_coefficients, zonal_at_one
+from latentshape.wristband.mercer import angular_coefficients, zonal_at_one
 
 
 def _brute_dimension(d: int, level: int) -> int:

@@ -17,8 +17,8 @@ from latentshape.wristband.pairwise_null import (
     pairwise_null_stats,
     radial_image_moments,
 )
-from latentshape.wristband.null_moments import spectral_null_covariances
-from latentshape.wristband.spectral import angular_coefficients, radial_coefficients, zonal_at_one
+from latentshape.wristband.closed_form_null import spectral_null_covariances
+from latentshape.wristband.mercer import angular_coefficients, radial_coefficients, zonal_at_one
 
 
 def _k3(t, s, beta):

@@ -106,7 +106,7 @@ def block_residual_energy(
     >>> g = torch.Generator().manual_seed(0)
     >>> u = torch.nn.functional.normalize(torch.randn(1, 64, 3, generator=g, dtype=torch.float64), dim=-1)
     >>> t = torch.rand(1, 64, generator=g, dtype=torch.float64)
-    >>> from latentshape.wristband.spectral import radial_coefficients
+    >>> from latentshape.wristband.mercer import radial_coefficients
     >>> e = block_residual_energy(u, t, radial_coefficients(8.0, 6), (4.0,), (1.0,), block=64)
     >>> bool(e > 0)   # a positive-definite kernel: E >= 0
     True
@@ -181,7 +181,7 @@ def allorder_energy(
     >>> g = torch.Generator().manual_seed(0)
     >>> u = torch.nn.functional.normalize(torch.randn(1, 200, 4, generator=g, dtype=torch.float64), dim=-1)
     >>> t = torch.rand(1, 200, generator=g, dtype=torch.float64)
-    >>> from latentshape.wristband.spectral import radial_coefficients
+    >>> from latentshape.wristband.mercer import radial_coefficients
     >>> radial = radial_coefficients(8.0, 12)
     >>> energy, _ = allorder_energy(u, t, radial, (4.0,), (1.0,), block=200)
     >>> a = torch.tensor(radial, dtype=torch.float64)

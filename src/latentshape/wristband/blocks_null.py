@@ -6,7 +6,7 @@ over all N points (:mod:`~latentshape.wristband.spectral`) plus the residual ove
 :math:`\sum_{k \le K} a_k \cos(k\pi t)\cos(k\pi t')` and the angular kernel
 :math:`k = \sum_s w_s e^{c_s(x-1)}`, :math:`\sum_s w_s = 1`. Under x ~ N(0, I):
 
-- :math:`E_{\le 2}`: :func:`~latentshape.wristband.null_moments.spectral_energy_null_moments`.
+- :math:`E_{\le 2}`: :func:`~latentshape.wristband.closed_form_null.spectral_energy_null_moments`.
 - :math:`E_{>2}`: each block is a degenerate V-statistic whose kernel has *zero* mean (no degree
   0): with :math:`P = \sum_b n_b^2`, :math:`T = k(1) - \sum_{l \le 2}\lambda_l Z_l(1)`,
   :math:`S = \sum_{l \ge 3}\lambda_l^2 Z_l(1)` and the diagonal :math:`h(i,i) = T\,r(t_i, t_i)`,
@@ -38,9 +38,9 @@ import torch
 from ..calibration import NullStats
 from .blocks import block_sizes, low_degree_coefficients
 from .harmonics import _log_mercer, _series_length, chordal_coefficients, log_zonal_dimension
-from .null_moments import NullMoments, _log_moments, angular_mean_null_moments, spectral_energy_null_moments
+from .closed_form_null import NullMoments, _log_moments, angular_mean_null_moments, spectral_energy_null_moments
 from .pairwise_null import kernel_null_covariances
-from .spectral import radial_coefficients, zonal_at_one
+from .mercer import radial_coefficients, zonal_at_one
 
 __all__ = [
     "residual_kernel_sums",
@@ -79,7 +79,7 @@ def allorder_energy_null_moments(
 ) -> NullMoments:
     """Null mean, variance and leading third moment of E = E_{<=2} (spectral) + E_{>2} (blocks of <= ``block``).
 
-    >>> from latentshape.wristband.spectral import radial_coefficients
+    >>> from latentshape.wristband.mercer import radial_coefficients
     >>> m = allorder_energy_null_moments(1024, 16, radial_coefficients(8.0, 6), (4.0 / 3.0, 8.0), (0.5, 0.5), 1024)
     >>> round(m.mean, 4)
     0.0891
@@ -122,7 +122,7 @@ def allorder_null_stats(
     >>> stats.std.shape, bool((stats.std > 0).all())
     (torch.Size([4]), True)
     """
-    from ..gaussian.null_moments import moment_null_moments
+    from ..gaussian.moment_penalty_null import moment_null_moments
     from .radial import radial_null_moments
 
     radial = radial_coefficients(beta, k_modes)
@@ -167,7 +167,7 @@ def energy_cross_covariance(
     :math:`v = \sum_{k \ge 1} a_k^2 / 8` the variance of :math:`r(t, t)`, T the degree-<= 2 traces; the
     residual meets :math:`E_a` only on the diagonal (different degrees are orthogonal).
 
-    >>> from latentshape.wristband.spectral import radial_coefficients
+    >>> from latentshape.wristband.mercer import radial_coefficients
     >>> low = low_degree_coefficients(8, (4.0 / 3.0,), (1.0,))
     >>> m = spectral_energy_null_moments(256, 8, radial_coefficients(8.0, 6), low)
     >>> bool(abs(energy_cross_covariance(256, 8, radial_coefficients(8.0, 6), low, low) / m.variance - 1) < 1e-12)
@@ -204,8 +204,8 @@ def two_scale_null_stats(
     >>> round(float(stats.corr[0, 1]), 2)   # rep with rep_sharp
     0.3
     """
-    from ..gaussian.null_moments import moment_null_moments
-    from .null_moments import spectral_null_covariances
+    from ..gaussian.moment_penalty_null import moment_null_moments
+    from .closed_form_null import spectral_null_covariances
     from .radial import radial_null_moments
 
     radial = radial_coefficients(beta, k_modes)

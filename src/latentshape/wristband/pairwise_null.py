@@ -50,8 +50,8 @@ from scipy import special
 
 from ..calibration import NullStats
 from .harmonics import kernel_power_sums, mercer_coefficients
-from .null_moments import _MOMENT_EXPANSION, NullMoments, _log_moments, _radial_expectations, _third_moment
-from .spectral import radial_coefficients
+from .closed_form_null import _MOMENT_EXPANSION, NullMoments, _log_moments, _radial_expectations, _third_moment
+from .mercer import radial_coefficients
 
 __all__ = [
     "RadialImageMoments",
@@ -191,7 +191,7 @@ def kernel_null_covariances(
 ) -> dict[tuple[str, str], float]:
     r"""Null covariances of the raw E, A, rad and mom for any angular kernel (keys like ``("E", "rad")``).
 
-    The kernel table of :func:`~latentshape.wristband.null_moments.spectral_null_covariances`,
+    The kernel table of :func:`~latentshape.wristband.closed_form_null.spectral_null_covariances`,
     for a kernel given by its radial cosine coefficients ``radial``, its angular coefficients of
     degrees <= 2 ``low``, its diagonal value ``trace`` = :math:`k_{ang}(1) = \sum_l \lambda_l Z_l(1)`
     and ``angular_spread`` = :math:`\sum_{l \ge 1}\lambda_l^2 Z_l(1) = E[k_{ang}^2] - \lambda_0^2`
@@ -251,7 +251,7 @@ def pairwise_null_stats(config, n: int, d: int) -> NullStats:
     >>> [round(float(r), 2) for r in stats.corr[0]]   # rep with (rep, rad, ang, mom)
     [1.0, 0.83, 0.38, 0.32]
     """
-    from ..gaussian.null_moments import moment_null_moments
+    from ..gaussian.moment_penalty_null import moment_null_moments
     from .radial import radial_null_moments
 
     if config.method != "pairwise" or config.average != "global":
