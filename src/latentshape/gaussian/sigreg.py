@@ -27,6 +27,7 @@ characteristic function".
 
 from __future__ import annotations
 
+import math
 from typing import Hashable
 
 import torch
@@ -124,8 +125,9 @@ def projected_characteristic_sums(x: Tensor, directions: Tensor, t_max: float = 
     True
     """
     leading = torch.broadcast_shapes(x.shape[:-2], directions.shape[:-2])
-    flat_x = x.expand(leading + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
-    flat_directions = directions.expand(leading + directions.shape[-2:]).reshape((-1,) + directions.shape[-2:])
+    batch = math.prod(leading)  # explicit: a rank of a distributed batch may hold N = 0 rows
+    flat_x = x.expand(leading + x.shape[-2:]).reshape((batch,) + x.shape[-2:])
+    flat_directions = directions.expand(leading + directions.shape[-2:]).reshape((batch,) + directions.shape[-2:])
     nodes, _ = epps_pulley_quadrature(t_max, points, dtype=x.dtype, device=x.device)
     sum_cos, sum_sin = _ProjectedCharacteristicSums.apply(flat_x, flat_directions, nodes)
     shape = leading + sum_cos.shape[-2:]

@@ -20,6 +20,7 @@ distance".
 
 from __future__ import annotations
 
+import math
 from typing import Hashable
 
 import torch
@@ -56,8 +57,9 @@ def sliced_wasserstein_gaussian(x: Tensor, directions: Tensor) -> Tensor:
     1.0
     """
     leading = torch.broadcast_shapes(x.shape[:-2], directions.shape[:-2])
-    flat_x = x.expand(leading + x.shape[-2:]).reshape((-1,) + x.shape[-2:])
-    flat_directions = directions.expand(leading + directions.shape[-2:]).reshape((-1,) + directions.shape[-2:])
+    batch = math.prod(leading)  # explicit: a rank of a distributed batch may hold N = 0 rows
+    flat_x = x.expand(leading + x.shape[-2:]).reshape((batch,) + x.shape[-2:])
+    flat_directions = directions.expand(leading + directions.shape[-2:]).reshape((batch,) + directions.shape[-2:])
     total = _SlicedSquaredGaps.apply(flat_x, flat_directions)  # float64 sums over slices and points
     value = total.reshape(leading) / (x.shape[-2] * directions.shape[-1])
     return representable(value, x.dtype, "the sliced Wasserstein distance")

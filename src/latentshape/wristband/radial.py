@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from .._validation import _compiling
 from . import _radial_null_table as _null
 
 __all__ = ["radial_distance", "radial_null_moments"]
@@ -34,13 +36,36 @@ def radial_distance(t: Tensor, score: Tensor) -> Tensor:
     0.0
     """
     n = t.shape[-1]
-    order = torch.argsort(t, dim=-1)
+    order = _ascending_order(t)
     t_sorted = torch.gather(t, -1, order)
     score_sorted = torch.gather(score, -1, order)
-    quantiles = (torch.arange(n, dtype=t.dtype, device=t.device) + 0.5) / n
+    quantiles, normal_quantiles = _mid_quantiles(n, t.dtype, t.device)
     uniform_part = 12.0 * ((t_sorted - quantiles) ** 2).mean(dim=-1)
-    gaussian_part = ((score_sorted - torch.special.ndtri(quantiles)) ** 2).mean(dim=-1)
+    gaussian_part = ((score_sorted - normal_quantiles) ** 2).mean(dim=-1)
     return 0.5 * (uniform_part + gaussian_part)
+
+
+def _ascending_order(t: Tensor) -> Tensor:
+    """argsort along the last axis. On the CPU numpy's introsort is ~7x faster than torch's sort at
+    N = 65536 (the radial term's largest cost there); the order carries no gradient."""
+    if t.device.type == "cpu" and not _compiling():
+        return torch.from_numpy(np.argsort(t.detach().numpy(), axis=-1))
+    return torch.argsort(t, dim=-1)
+
+
+_QUANTILES: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+
+
+def _mid_quantiles(n: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(i + 1/2) / n and their normal quantiles, kept per (n, dtype, device): a constant of the batch shape."""
+    key = (n, dtype, device)
+    hit = None if _compiling() else _QUANTILES.get(key)
+    if hit is None:
+        quantiles = (torch.arange(n, dtype=dtype, device=device) + 0.5) / n
+        hit = (quantiles, torch.special.ndtri(quantiles))
+        if not _compiling() and len(_QUANTILES) < 64:
+            _QUANTILES[key] = hit
+    return hit
 
 
 def radial_null_moments(n: int) -> tuple[float, float]:
