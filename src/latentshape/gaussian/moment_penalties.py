@@ -14,11 +14,15 @@ unbiased sample covariance (divisor N - 1) of a batch ``x`` of shape ``(..., N, 
   :math:`\frac{1}{4d} (\operatorname{tr} S + \operatorname{tr} S^{-1} + \mu^\top (I + S^{-1}) \mu - 2d)`.
 - ``mu_only``: :math:`\|\mu\|^2 / d`.
 
-Eigenvalues entering a logarithm or an inverse are floored at ``EIGENVALUE_FLOOR`` so that a
-rank-deficient batch (d >= N) gives a large finite penalty rather than ``inf``. The square roots of
-``w2`` are floored at ``EIGENVALUE_FLOOR**2 * min(1, lambda_max)``: the same for a batch of unit
-scale or larger, and relative for a shrinking one, so that W2 keeps its scale-free outward pull
-(:math:`\partial \sqrt{\lambda} / \partial x = O(1)` at any scale) on a collapsing batch.
+Eigenvalues (variances) entering a logarithm or an inverse are floored so that a rank-deficient
+batch (d >= N) gives a large finite penalty rather than ``inf``: at ``EIGENVALUE_FLOOR *
+min(1, lambda_max)`` in the logarithms of ``kl_*`` (the square roots of ``w2``: its square), i.e.
+absolutely for a batch of unit scale or larger and relative to the largest eigenvalue for a
+shrinking one, so that a collapsing batch (scale s -> 0) keeps being pulled outward: by W2 with a
+scale-free force (:math:`\partial \sqrt{\lambda} / \partial x = O(1)`), by KL with one ~1/s. The
+inverses of ``jeff_*`` are floored at ``EIGENVALUE_FLOOR`` itself (1/lambda would overflow): below
+a standard deviation of ~1e-3 Jeffreys no longer pulls a collapsing batch outward (its trace term
+then pulls inward), and neither does the ``mu_only`` penalty or anything at exact collapse.
 
 Every batch path is scale-safe: the centred rows are divided by a power of two near their largest
 magnitude before any product is formed (only when the plain computation would lose range), and the
@@ -110,28 +114,43 @@ def gaussian_fit_penalty(
     elif kind in _DIAGONAL_KINDS:
         if variance is None:
             variance = covariance.diagonal(dim1=-2, dim2=-1)
-        var = (variance if scale is None else variance * squared_scale).clamp_min(EIGENVALUE_FLOOR)
         if kind == "kl_diag":
-            value = 0.5 * (var + mean * mean - 1.0 - torch.log(var)).sum(dim=-1)
+            var = variance if scale is None else variance * squared_scale
+            value = 0.5 * (var + mean * mean - 1.0 - _log_floored(variance, scale)).sum(dim=-1)
         else:
+            var = (variance if scale is None else variance * squared_scale).clamp_min(EIGENVALUE_FLOOR)
             value = 0.25 * (var + 1.0 / var + mean * mean * (1.0 + 1.0 / var) - 2.0).sum(dim=-1)
     else:
         eig = eigenvalues if eigenvalues is not None else torch.linalg.eigvalsh(covariance)
         if kind == "w2":
             value = mean_sq + ((_floored_roots(eig, scale) - 1.0) ** 2).sum(dim=-1)
+        elif kind == "kl_full":
+            trace = (eig if scale is None else eig * squared_scale).sum(dim=-1)
+            value = 0.5 * (trace + mean_sq - d - _log_floored(eig, scale).sum(dim=-1))
         else:
             if scale is not None:
                 eig = eig * squared_scale
             floored = eig.clamp_min(EIGENVALUE_FLOOR)
             trace = eig.sum(dim=-1)
-            if kind == "kl_full":
-                value = 0.5 * (trace + mean_sq - d - torch.log(floored).sum(dim=-1))
-            elif kind == "jeff_full":
+            if kind == "jeff_full":
                 inv_mean_sq = _inverse_quadratic_form(covariance, mean, scale)
                 value = 0.25 * (trace + (1.0 / floored).sum(dim=-1) + mean_sq + inv_mean_sq - 2.0 * d)
             else:
                 raise ValueError(f"unknown moment penalty {kind!r}; choose one of {', '.join(MOMENT_PENALTIES)}")
     return value / d
+
+
+def _log_floored(values: Tensor, scale: Tensor | None) -> Tensor:
+    """log of the variances / eigenvalues of S = scale^2 diag(values), floored at
+    EIGENVALUE_FLOOR min(1, largest): absolute for a batch of unit scale or more, relative for a
+    shrinking one, whose -log lambda then keeps pulling it outward (~1/scale) instead of flattening;
+    formed as log(values) + log(scale^2), so nothing underflows at tiny scales."""
+    top = values.detach().amax(dim=-1, keepdim=True).clamp_min(0.0)
+    if scale is None:
+        return torch.log(values.clamp_min(EIGENVALUE_FLOOR * top.clamp_max(1.0) + 1e-300))
+    c = scale.detach().unsqueeze(-1)
+    floor = EIGENVALUE_FLOOR * torch.minimum(top, 1.0 / (c * c)) + 1e-300
+    return torch.log(values.clamp_min(floor)) + 2.0 * torch.log(scale.unsqueeze(-1))
 
 
 def _floored_roots(eig: Tensor, scale: Tensor | None) -> Tensor:

@@ -148,6 +148,11 @@ class SlicedWassersteinGaussian(RandomSlicingLoss):
             projections are all-gathered with gradients and sorted globally, see
             :mod:`latentshape.distributed`.
 
+    Collapse: the pull outward is scale-free -- each sorted projection is sent toward its own
+    Gaussian quantile, ~0.09 in total at any small scale (N = 64, d = 8) -- and it stays non-zero at
+    an exactly collapsed batch, where the sort's tie order assigns the identical points distinct
+    quantiles (an arbitrary but harmless symmetry breaking).
+
     References: Bonneel et al. (2015); Deshpande et al. (2018).
 
     >>> x = torch.randn(256, 8, generator=torch.Generator().manual_seed(1))

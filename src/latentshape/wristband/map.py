@@ -40,6 +40,7 @@ _LOG_HALF = math.log(0.5)
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 _HALF_LOG_2_OVER_PI = 0.5 * math.log(2.0 / math.pi)
 _NDTRI_DIRECT_LIMIT = -700.0  # below this log-probability, exp() loses precision: use Newton
+_DIRECT_TAIL = math.exp(_NDTRI_DIRECT_LIMIT)
 _NEWTON_USELESS = -1e30  # below this the asymptotic start is exact to rounding (and z^2 nears overflow)
 _SMALLEST_NORMAL = 2.2250738585072014e-308
 _MAX_SLOPE = 1e30
@@ -86,10 +87,13 @@ def scaled_rows(x: Tensor) -> RowScale:
     """
     norm = torch.linalg.vector_norm(x, dim=-1)
     low, high = _SAFE_NORMS[x.dtype]
-    if is_compiling() or bool(((norm > low) & (norm < high)).all()):
+    if is_compiling():
         positive = norm > 0
         inverse = torch.where(positive, 1.0 / torch.where(positive, norm, torch.ones_like(norm)), torch.zeros_like(norm))
         return RowScale(x, inverse, norm.to(torch.float64), None)
+    smallest, largest = torch.aminmax(norm) if norm.numel() else (norm.new_ones(()), norm.new_ones(()))
+    if low < float(smallest) and float(largest) < high:  # no zero row, nothing to rescale
+        return RowScale(x, 1.0 / norm, norm.to(torch.float64), None)
     return _rescaled_rows(x)
 
 
@@ -157,13 +161,15 @@ class _WristbandMap(torch.autograd.Function):
             grad_norm = grad_norm + grad_cdf * d_cdf
         if grad_score is not None:
             grad_norm = grad_norm + grad_score * d_score
-        grad_norm = norm_gradient(grad_norm, saved[-1])
+        grad_norm = norm_gradient(grad_norm)
         if grad_direction is None:
             return direction * grad_norm.to(direction.dtype).unsqueeze(-1)
+        if ctx.factor is None:  # (g - u (u . g)) / r + (dL/dr) u in three passes over the rows
+            along = torch.linalg.vecdot(direction, grad_direction)
+            radial = (grad_norm.to(direction.dtype) - inverse * along).unsqueeze(-1)
+            return torch.addcmul(grad_direction * inverse.unsqueeze(-1), direction, radial)
         along = (direction * grad_direction).sum(dim=-1, keepdim=True)
         tangent = grad_direction - direction * along
-        if ctx.factor is None:
-            return tangent * inverse.unsqueeze(-1) + direction * grad_norm.to(direction.dtype).unsqueeze(-1)
         # Rescaled rows: 1/r = factor / ||rows||, applied in float64 (it may exceed x's range).
         inverse_norm = (inverse.to(torch.float64) * ctx.factor).unsqueeze(-1)
         grad = tangent.to(torch.float64) * inverse_norm + direction.to(torch.float64) * grad_norm.unsqueeze(-1)
@@ -202,7 +208,7 @@ class _Chi2CdfAndScore(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_cdf: Tensor, grad_score: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         d_cdf, d_score = chi2_norm_slopes(*ctx.saved_tensors)
-        return norm_gradient(grad_cdf * d_cdf + grad_score * d_score, ctx.saved_tensors[2]), None
+        return norm_gradient(grad_cdf * d_cdf + grad_score * d_score), None
 
 
 def chi2_forward(norm: Tensor, d: float) -> tuple[Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
@@ -214,40 +220,47 @@ def chi2_forward(norm: Tensor, d: float) -> tuple[Tensor, Tensor, tuple[Tensor, 
     ratio -- because :math:`f(r)` and :math:`\varphi(z)` alone both underflow for r beyond ~40.
     """
     a = 0.5 * d
-    zero = norm == 0
-    r = torch.where(zero, _ZERO_ROW_NORM, norm)
+    if is_compiling() or not (norm.numel() == 0 or float(norm.amin()) > 0):
+        r = torch.where(norm == 0, _ZERO_ROW_NORM, norm)
+    else:
+        r = norm
     log_r = torch.log(r)
     log_half = 2.0 * log_r + _LOG_HALF
     half = 0.5 * r * r  # may underflow to 0 at tiny r: it then only enters additively
     lower, upper = _gamma_tails(a, half)
-    # Exact log-tails while the float64 tail is a normal number, leading-order expansions beyond.
-    lower_exact, upper_exact = lower > _SMALLEST_NORMAL, upper > _SMALLEST_NORMAL
-    log_lower = torch.where(
-        lower_exact,
-        torch.log(lower.clamp_min(_SMALLEST_NORMAL)),
-        a * log_half - half - math.lgamma(a + 1.0) + torch.log1p(half / (a + 1.0)),
-    )
-    log_upper = torch.where(
-        upper_exact,
-        torch.log(upper.clamp_min(_SMALLEST_NORMAL)),
-        (a - 1.0) * log_half - half - math.lgamma(a) + torch.log1p((a - 1.0) / half),
-    )
     log_density = log_r + (a - 1.0) * log_half - half - math.lgamma(a)  # log dt/dr
-    # One quantile evaluation per point, on its smaller tail: z = -q(log lower) or +q(log upper).
-    on_lower = log_lower <= _LOG_HALF
-    log_tail = torch.where(on_lower, log_lower, log_upper)
-    tail_score = _normal_quantile_of_log(log_tail)  # <= 0
-    score = torch.where(on_lower, tail_score, -tail_score)
-    # log hazard = log f(r) - log(tail); in closed form where the tail is the expansion (no cancellation)
-    log_hazard = torch.where(
-        on_lower,
-        torch.where(lower_exact, log_density - log_lower,
-                    math.log(2.0 * a) - log_r - torch.log1p(half / (a + 1.0))),
-        torch.where(upper_exact, log_density - log_upper, log_r - torch.log1p((a - 1.0) / half)),
-    )
+    # One quantile evaluation per point, on its smaller tail: z = -q(lower) or +q(upper). (min, sign
+    # and products rather than masks: boolean selects cost ~10 float passes on CPU.)
+    tail = torch.minimum(lower, upper)
+    if is_compiling() or not float(tail.amin() if tail.numel() else 1.0) > _DIRECT_TAIL:
+        log_tail, log_hazard = _far_tail_logs(a, log_r, log_half, half, lower, upper, lower <= 0.5, log_density)
+        tail_score = _normal_quantile_of_log(log_tail)  # <= 0
+    else:  # the common case: every tail is a normal float64 number, ndtri is exact on it
+        log_hazard = log_density - torch.log(tail)  # log f(r) - log(tail)
+        tail_score = torch.special.ndtri(tail)
+    score = tail_score * torch.sign(upper - lower)  # z = +q(tail) on the upper side; 0 at the median
     # log dz/dr = log hazard - log(phi(z) / Phi(-|z|)), the latter from erfcx without cancellation
     log_score_slope = log_hazard - _HALF_LOG_2_OVER_PI + torch.log(torch.special.erfcx(-tail_score / math.sqrt(2.0)))
-    return lower, score, (log_density, log_score_slope, zero)
+    return lower, score, (log_density, log_score_slope)
+
+
+def _far_tail_logs(a, log_r, log_half, half, lower, upper, on_lower, log_density) -> tuple[Tensor, Tensor]:
+    """(log tail, log hazard) where some tail is below e^-700: the exact logs while the float64 tail
+    is a normal number, the leading-order expansions beyond -- and the hazard of an expansion in
+    closed form, since f(r) and the tail then share their huge exponent (no cancellation)."""
+    lower_exact, upper_exact = lower > _SMALLEST_NORMAL, upper > _SMALLEST_NORMAL
+    lower_series, upper_series = torch.log1p(half / (a + 1.0)), torch.log1p((a - 1.0) / half)
+    log_lower = torch.where(lower_exact, torch.log(lower.clamp_min(_SMALLEST_NORMAL)),
+                            a * log_half - half - math.lgamma(a + 1.0) + lower_series)
+    log_upper = torch.where(upper_exact, torch.log(upper.clamp_min(_SMALLEST_NORMAL)),
+                            (a - 1.0) * log_half - half - math.lgamma(a) + upper_series)
+    log_tail = torch.where(on_lower, log_lower, log_upper)
+    log_hazard = torch.where(
+        on_lower,
+        torch.where(lower_exact, log_density - log_lower, math.log(2.0 * a) - log_r - lower_series),
+        torch.where(upper_exact, log_density - log_upper, log_r - upper_series),
+    )
+    return log_tail, log_hazard
 
 
 def _gamma_tails(a: float, half: Tensor) -> tuple[Tensor, Tensor]:
@@ -255,24 +268,23 @@ def _gamma_tails(a: float, half: Tensor) -> tuple[Tensor, Tensor]:
     smaller tail (P below x = a, Q above; the float64 tails stay exact) and takes 1 - it for the
     other, which is >= ~1/2 there and loses nothing. The unneeded tail is asked at x = 0 (P) or
     x = inf (Q), which the special functions return at once: no boolean indexing."""
-    below = half < a
+    below = (a - half).sign_().clamp_min_(0.0)  # 1.0 where half < a, else 0.0 (float masks: exact blends)
+    above = 1.0 - below
     shape = torch.tensor(a, dtype=half.dtype, device=half.device)
-    lower_part = torch.special.gammainc(shape, torch.where(below, half, 0.0))
-    upper_part = torch.special.gammaincc(shape, torch.where(below, math.inf, half))
-    lower = torch.where(below, lower_part, 1.0 - upper_part)
-    upper = torch.where(below, 1.0 - lower_part, upper_part)
-    return lower, upper
+    lower_part = torch.special.gammainc(shape, half * below)  # P(a, 0) = 0 at once above a
+    upper_part = torch.special.gammaincc(shape, half + (1.0 / above - 1.0))  # Q(a, inf) = 0 at once below
+    return lower_part + above * (1.0 - upper_part), upper_part + below * (1.0 - lower_part)
 
 
-def chi2_norm_slopes(log_density: Tensor, log_score_slope: Tensor, zero: Tensor) -> tuple[Tensor, Tensor]:
+def chi2_norm_slopes(log_density: Tensor, log_score_slope: Tensor) -> tuple[Tensor, Tensor]:
     """dt/dr and dz/dr (float64) from :func:`chi2_forward`'s saved values."""
     return torch.exp(log_density), torch.exp(log_score_slope)
 
 
-def norm_gradient(grad: Tensor, zero: Tensor) -> Tensor:
-    """A gradient with respect to the norm: zero for a zero row (it has no direction to move along),
-    and capped to stay finite in float32 (near r = 0 in d <= 2 the score is genuinely steep, ~ 1/r)."""
-    return torch.where(zero, 0.0, grad).clamp(-_MAX_SLOPE, _MAX_SLOPE)
+def norm_gradient(grad: Tensor) -> Tensor:
+    """A gradient with respect to the norm, capped to stay finite in float32 (near r = 0 in d <= 2 the
+    score is genuinely steep, ~ 1/r). A zero row gets none through it: its direction u = 0 multiplies it."""
+    return grad.clamp(-_MAX_SLOPE, _MAX_SLOPE)
 
 
 def _normal_quantile_of_log(log_p: Tensor) -> Tensor:

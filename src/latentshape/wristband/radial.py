@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,12 +42,12 @@ def radial_distance(t: Tensor, score: Tensor) -> Tensor:
 def radial_cost(t: Tensor, score: Tensor) -> Tensor:
     """:func:`radial_distance` of inputs already known to be valid (the loss's own (t, z))."""
     n = t.shape[-1]
-    order = torch.argsort(t, dim=-1)
+    order = _ascending_order(t)
     t_sorted = torch.gather(t, -1, order)
     score_sorted = torch.gather(score, -1, order)
-    quantiles = (torch.arange(n, dtype=t.dtype, device=t.device) + 0.5) / n
+    quantiles, normal_quantiles = _mid_quantiles(n, t.dtype, t.device)
     uniform_part = 12.0 * ((t_sorted - quantiles) ** 2).mean(dim=-1)
-    gaussian_part = ((score_sorted - torch.special.ndtri(quantiles)) ** 2).mean(dim=-1)
+    gaussian_part = ((score_sorted - normal_quantiles) ** 2).mean(dim=-1)
     return 0.5 * (uniform_part + gaussian_part)
 
 
@@ -59,6 +60,29 @@ def _checked_radial(t: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
     if not is_compiling() and not (bool(((t >= 0) & (t <= 1)).all()) and bool(torch.isfinite(score).all())):
         raise ValueError("t must lie in [0, 1] and score must be finite")
     return t, score.to(t.dtype)
+
+
+def _ascending_order(t: Tensor) -> Tensor:
+    """argsort along the last axis. On the CPU numpy's introsort is ~7x faster than torch's sort at
+    N = 65536 (the radial term's largest cost there); the order carries no gradient."""
+    if t.device.type == "cpu" and not is_compiling():
+        return torch.from_numpy(np.argsort(t.detach().numpy(), axis=-1))
+    return torch.argsort(t, dim=-1)
+
+
+_QUANTILES: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+
+
+def _mid_quantiles(n: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """(i + 1/2) / n and their normal quantiles, kept per (n, dtype, device): a constant of the batch shape."""
+    key = (n, dtype, device)
+    hit = None if is_compiling() else _QUANTILES.get(key)
+    if hit is None:
+        quantiles = (torch.arange(n, dtype=dtype, device=device) + 0.5) / n
+        hit = (quantiles, torch.special.ndtri(quantiles))
+        if not is_compiling() and len(_QUANTILES) < 64:
+            _QUANTILES[key] = hit
+    return hit
 
 
 def radial_null_moments(n: int) -> tuple[float, float]:

@@ -63,10 +63,10 @@ class _FusedSpectralSums(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_zeroth, grad_first, grad_second, grad_cdf, grad_score):  # type: ignore[override]
-        x, inverse, t, log_density, log_score_slope, zero = ctx.saved_tensors
+        x, inverse, t, log_density, log_score_slope = ctx.saved_tensors
         blocks, factor = ctx.blocks, ctx.factor
         blocks.prepare_backward(grad_zeroth, grad_first, grad_second)
-        d_cdf, d_score = chi2_norm_slopes(log_density, log_score_slope, zero)
+        d_cdf, d_score = chi2_norm_slopes(log_density, log_score_slope)
         external = torch.zeros_like(d_cdf)  # dL/dr through the radial coordinates used elsewhere
         if grad_cdf is not None:
             external = external + grad_cdf * d_cdf
@@ -76,7 +76,7 @@ class _FusedSpectralSums(torch.autograd.Function):
         for a, b in blocks.ranges:
             rows, inv = x[:, a:b], inverse[:, a:b]
             scaled_grad_u, grad_t, rows_dot = blocks.block_gradients(rows, t[:, a:b], inv)  # g_i / r_i, x_i . g_i / r_i
-            grad_norm = norm_gradient(grad_t.to(d_cdf.dtype) * d_cdf[:, a:b] + external[:, a:b], zero[:, a:b])
+            grad_norm = norm_gradient(grad_t.to(d_cdf.dtype) * d_cdf[:, a:b] + external[:, a:b])
             if factor is not None:  # rescaled rows (extreme norms): see _rescaled_block_gradient
                 grad_x[:, a:b] = _rescaled_block_gradient(rows, inv, scaled_grad_u, rows_dot, grad_norm, factor[:, a:b])
                 continue
