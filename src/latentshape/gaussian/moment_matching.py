@@ -134,7 +134,7 @@ class MomentMatchingLoss(BatchStatistic):
     :math:`4\gamma (I - \hat\Sigma)(x_i - \hat\mu) / (N - 1)` (1.4e-6 at s = 1e-6, N = 64, d = 8);
     ``w2`` with a scale-free one (~0.09 there, as at unit scale); ``kl_full`` / ``kl_diag`` with one
     ~1/s; ``jeff_*`` and ``mu_only`` not at all below s ~ 1e-3 (module
-    :mod:`~latentshape.gaussian.moment_penalties`).
+    ``latentshape.gaussian.moment_penalties``).
 
     The answer to a recurring question (Cross Validated, "regularize an embedding to be Gaussian"):
     match the first two moments of each minibatch.
