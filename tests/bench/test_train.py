@@ -108,9 +108,9 @@ def _row(name: str, w: float, accuracy: float, rejected: float, train_rejected: 
 
 def test_recommendation_is_the_most_gaussian_row_within_one_point() -> None:
     rows = summarize([_row("none", 0.0, 0.98, 8), _row("a", 0.01, 0.975, 5), _row("a", 0.1, 0.90, 0, 0),
-                      _row("b", 0.01, 0.972, 3), _row("b", 0.1, 0.965, 1)])
-    (line,) = recommend(rows)
-    assert "b at w = 0.01" in line and "rejects 3.0 (none: 8.0)" in line
+                      _row("b", 0.01, 0.972, 3), _row("b", 0.1, 0.965, 1), _row("c", 0.01, 0.99, 7)])
+    (line,) = recommend(rows)   # reference: the unregularized 0.98, not c's 0.99
+    assert "reference accuracy 0.980" in line and "b at w = 0.01" in line and "rejects 3.0 (none: 8.0)" in line
     assert "Passing check on both embeddings (all seeds): a at w = 0.1, accuracy 0.900" in line
 
 
