@@ -149,3 +149,14 @@ def test_cli_mistakes_exit_2_with_one_line(tmp_path, capsys) -> None:
         assert main(["bench", "train", "--tiny", "--out", str(tmp_path), *args]) == 2
         error = capsys.readouterr().err
         assert message in error and len(error.strip().splitlines()) == 1, error
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_records_as_one_process() -> None:
+    config = dict(settings=["supervised"], regularizers=["none", "moment_matching"], dims={"supervised": (4,)},
+                  weights={"supervised": (0.01, 0.1)}, epochs={"supervised": 1}, seeds=1, scaling_batches=(),
+                  growth_sizes=(), check_rows=200, progress=False)
+    timing = {"ms_per_step"}
+    one, two = train(jobs=1, **config), train(jobs=2, **config)
+    assert [{k: v for k, v in r.items() if k not in timing} for r in one.records] == \
+           [{k: v for k, v in r.items() if k not in timing} for r in two.records]
