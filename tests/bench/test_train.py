@@ -108,9 +108,9 @@ def _row(name: str, w: float, accuracy: float, rejected: float, train_rejected: 
 
 def test_recommendation_is_the_most_gaussian_row_within_one_point() -> None:
     rows = summarize([_row("none", 0.0, 0.98, 8), _row("a", 0.01, 0.975, 5), _row("a", 0.1, 0.90, 0, 0),
-                      _row("b", 0.01, 0.972, 3), _row("b", 0.1, 0.965, 1)])
-    (line,) = recommend(rows)
-    assert "b at w = 0.01" in line and "rejects 3.0 (none: 8.0)" in line
+                      _row("b", 0.01, 0.972, 3), _row("b", 0.1, 0.965, 1), _row("c", 0.01, 0.99, 7)])
+    (line,) = recommend(rows)   # reference: the unregularized 0.98, not c's 0.99
+    assert "reference accuracy 0.980" in line and "b at w = 0.01" in line and "rejects 3.0 (none: 8.0)" in line
     assert "Passing check on both embeddings (all seeds): a at w = 0.1, accuracy 0.900" in line
 
 
@@ -149,3 +149,14 @@ def test_cli_mistakes_exit_2_with_one_line(tmp_path, capsys) -> None:
         assert main(["bench", "train", "--tiny", "--out", str(tmp_path), *args]) == 2
         error = capsys.readouterr().err
         assert message in error and len(error.strip().splitlines()) == 1, error
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_records_as_one_process() -> None:
+    config = dict(settings=["supervised"], regularizers=["none", "moment_matching"], dims={"supervised": (4,)},
+                  weights={"supervised": (0.01, 0.1)}, epochs={"supervised": 1}, seeds=1, scaling_batches=(),
+                  growth_sizes=(), check_rows=200, progress=False)
+    timing = {"ms_per_step"}
+    one, two = train(jobs=1, **config), train(jobs=2, **config)
+    assert [{k: v for k, v in r.items() if k not in timing} for r in one.records] == \
+           [{k: v for k, v in r.items() if k not in timing} for r in two.records]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .protocols import ResultTable
-from .train_summary import DROP, TOLERANCE, best_weights, recommend, scaling_rows, summarize
+from .train_summary import DROP, FAILED_GAP, TOLERANCE, best_weights, recommend, scaling_rows, summarize
 
 __all__ = ["markdown", "plot", "write_report", "load_table"]
 
@@ -69,8 +69,8 @@ def _best_weight_table(rows: Sequence[dict]) -> list[str]:
                 cells.append("")
                 continue
             row = chosen[(setting, d, name)]
-            cells.append("—" if row is None else
-                         f"{row['weight']:g} ({row['test_rejected']:.1f} / {row['train_rejected']:.1f}; {row['accuracy']:.3f})")
+            cells.append("—" if row is None else f"{row['weight']:g}: {row['test_rejected']:.1f} / {row['train_rejected']:.1f}; "
+                                                 f"KL {row['test_knn_kl']:.2f}; acc. {row['accuracy']:.3f}")
         body.append(cells)
     return _grid(["setting", *names], body)
 
@@ -108,11 +108,13 @@ def markdown(table: ResultTable) -> str:
             group = [r for r in rows if r["setting"] == setting and r["d"] == d and r["batch_size"] == 128]
             lines += [f"**d = {d}**", "", *_setting_table(group, setting), ""]
     lines += ["### Recommendations (derived from the tables)", "",
-              f"Rule: among regularized rows whose mean accuracy is within {100 * TOLERANCE:g} point of the best row of "
-              "the same setting and d, the fewest held-out rejections, then training rejections, then held-out kNN KL.", ""]
+              f"Rule: among regularized rows whose mean accuracy is within {100 * TOLERANCE:g} point of the reference "
+              "(the unregularized encoder's accuracy; the best row's where the unregularized encoder fails, "
+              f"more than {100 * FAILED_GAP:g} points below it), the fewest held-out rejections, then training "
+              "rejections, then the smallest held-out kNN KL.", ""]
     lines += [f"- {line}" for line in recommend(rows)] + [""]
-    lines += ["Best weight per regularizer by the same rule: w (held-out / training rejections; accuracy); "
-              "— when no weight stays within the tolerance.", "", *_best_weight_table(rows), ""]
+    lines += ["Best weight per regularizer by the same rule. Cell: w: held-out / training rejections; held-out kNN KL "
+              "(nats); accuracy. — when no weight stays within the tolerance.", "", *_best_weight_table(rows), ""]
     d = table.settings.get("scaling_d", 8)
     if any(r["batch_size"] != 128 for r in rows) or growth:
         lines += [f"### How the weight scales with the batch size (supervised, d = {d})", "",

@@ -5,8 +5,9 @@ Everything the report says is computed here from the records of
 
 - :func:`summarize`: mean and sd over seeds per (setting, d, regularizer, weight, batch size).
 - :func:`recommend`: per setting and d, the most Gaussian regularized row whose accuracy stays
-  within ``tolerance`` of the best mean accuracy of that setting and d (fewest held-out
-  rejections, then fewest training rejections, then the smallest held-out kNN KL).
+  within ``tolerance`` of the reference (:func:`reference_accuracy`: the unregularized encoder's,
+  or the best row's where the unregularized encoder fails); most Gaussian = fewest held-out
+  rejections, then fewest training rejections, then the smallest held-out kNN KL.
 - :func:`weight_for_drop`: the weight at which a loss costs a given accuracy (log-interpolated).
 - :func:`scaling_rows`: per loss, that weight at each batch size and the fitted exponents.
 """
@@ -18,12 +19,14 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["GROUP", "summarize", "recommend", "best_weights", "weight_for_drop", "power_law_exponent",
-           "scaling_rows", "TOLERANCE", "DROP"]
+__all__ = ["GROUP", "summarize", "reference_accuracy", "best_row", "recommend", "best_weights", "weight_for_drop",
+           "power_law_exponent", "scaling_rows", "TOLERANCE", "DROP", "FAILED_GAP"]
 
 GROUP = ("setting", "d", "regularizer", "weight", "batch_size")
 TOLERANCE = 0.01
-"""Accuracy a recommended weight may cost against the best row of its setting (1 point)."""
+"""Accuracy a recommended weight may cost against the reference accuracy (1 point)."""
+FAILED_GAP = 0.05
+"""The unregularized encoder counts as failed (self-supervised collapse) when it is this far below the best row."""
 DROP = 0.02
 """Accuracy loss (2 points below the unregularized encoder) that defines the weight of :func:`weight_for_drop`."""
 
@@ -85,17 +88,29 @@ def _describe(row: dict, none: dict | None) -> str:
             f"on the training one; held-out kNN KL {versus('test_knn_kl', 2)} nats")
 
 
+def reference_accuracy(group: Sequence[dict]) -> float:
+    """The unregularized row's mean accuracy, or the best row's when that is more than :data:`FAILED_GAP` higher.
+
+    >>> rows = [{"regularizer": "none", "accuracy": 0.57}, {"regularizer": "a", "accuracy": 0.95}]
+    >>> reference_accuracy(rows), reference_accuracy([dict(rows[0], accuracy=0.93), rows[1]])
+    (0.95, 0.93)
+    """
+    best = max(r["accuracy"] for r in group if math.isfinite(r["accuracy"]))
+    none = next((r["accuracy"] for r in group if r["regularizer"] == "none" and math.isfinite(r["accuracy"])), None)
+    return none if none is not None and none >= best - FAILED_GAP else best
+
+
 def recommend(rows: Sequence[dict], tolerance: float = TOLERANCE) -> list[str]:
     """One line per (setting, d) at batch 128, derived from ``rows`` (:func:`summarize`'s output)."""
     lines = []
     for setting, d in dict.fromkeys((r["setting"], r["d"]) for r in rows if r["batch_size"] == 128):
         group = [r for r in rows if r["setting"] == setting and r["d"] == d and r["batch_size"] == 128]
         none = next((r for r in group if r["regularizer"] == "none"), None)
-        best = max(r["accuracy"] for r in group if math.isfinite(r["accuracy"]))
-        chosen = best_row(group, tolerance)
-        head = f"**{setting}, d = {d}** (best accuracy {best:.3f}): "
+        reference = reference_accuracy(group)
+        chosen = best_row(group, tolerance, reference)
+        head = f"**{setting}, d = {d}** (reference accuracy {reference:.3f}): "
         if chosen is None:
-            wider = best_row(group, 5 * tolerance)
+            wider = best_row(group, 5 * tolerance, reference)
             text = f"no regularizer stays within {100 * tolerance:g} point(s) of it"
             text += f"; within {500 * tolerance:g}: {_describe(wider, none)}." if wider else "."
         else:
@@ -112,12 +127,12 @@ def recommend(rows: Sequence[dict], tolerance: float = TOLERANCE) -> list[str]:
 
 def best_weights(rows: Sequence[dict], tolerance: float = TOLERANCE) -> dict[tuple[str, int, str], dict | None]:
     """Per (setting, d, regularizer) at batch 128: the row :func:`best_row` picks from that regularizer's weights,
-    with the setting's best accuracy as the reference."""
+    against the setting's :func:`reference_accuracy`."""
     chosen: dict[tuple[str, int, str], dict | None] = {}
     base = [r for r in rows if r["batch_size"] == 128]
     for setting, d, name in dict.fromkeys((r["setting"], r["d"], r["regularizer"]) for r in base if r["regularizer"] != "none"):
         group = [r for r in base if r["setting"] == setting and r["d"] == d]
-        reference = max(r["accuracy"] for r in group if math.isfinite(r["accuracy"]))
+        reference = reference_accuracy(group)
         chosen[(setting, d, name)] = best_row([r for r in group if r["regularizer"] == name], tolerance, reference)
     return chosen
 
