@@ -171,6 +171,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["detection", "gaussianize", "cost"])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dims", type=int, nargs="*", help="gaussianize: dimensions")
+    parser.add_argument("--sources", nargs="*", help="gaussianize: source names")
+    parser.add_argument("--labels", nargs="*", help="gaussianize: candidate labels")
+    parser.add_argument("--tag", default="", help="gaussianize: suffix of the JSON file")
     parser.add_argument("--set", default="main", choices=["main", "radial", "zsum"], help="candidate list (detection)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -184,7 +188,8 @@ def main() -> None:
     elif args.part == "gaussianize":
         from allorder_gaussianize import run as gaussianize_run
 
-        gaussianize_run(args.quick)
+        gaussianize_run(args.quick, dims=tuple(args.dims or (2, 3, 10)), names=args.sources, labels=args.labels,
+                        tag=args.tag)
     else:
         from allorder_cost import run as cost_run
 

@@ -112,11 +112,16 @@ def descend(label: str, start: torch.Tensor, lr: float) -> np.ndarray | None:
     return final if np.isfinite(final).all() else None
 
 
-def run(quick: bool = False) -> None:
-    dims = (2, 3) if quick else (2, 3, 10)
-    labels = list(peers()) + [s.name for s in SPECS]
-    chosen = {"x": sources()["x"]} if quick else sources()
+def run(quick: bool = False, dims=(2, 3, 10), names=None, labels=None, tag: str = "") -> None:
+    """One row per (d, source, candidate) printed as it completes; the JSON is rewritten after each cell."""
+    dims = (2, 3) if quick else dims
+    labels = labels or (list(peers()) + [s.name for s in SPECS])
+    table = sources()
+    chosen = {k: table[k] for k in (names or (["x"] if quick else list(table)))}
     records = []
+    path = RESULTS / f"allorder_gaussianize{'_quick' if quick else ''}{tag}.json"
+    RESULTS.mkdir(exist_ok=True)
+    print("| d | source | candidate | W2 z | ED z | seconds |\n|---|---|---|---:|---:|---:|", flush=True)
     for d in dims:
         reference = w2_reference(N, d, 32, 0)
         for source, sampler in chosen.items():
@@ -125,6 +130,7 @@ def run(quick: bool = False) -> None:
             start = sampler(N, d, torch.Generator().manual_seed(0)).float()
             records.append({"d": d, "source": source, "candidate": "start", "w2": reference.score(start),
                             "ed": ed_score(start.double().numpy())})
+            print(f"| {d} | {source} | start | {records[-1]['w2']:.1f} | {records[-1]['ed']:.1f} | |", flush=True)
             for label in labels:
                 began, best = time.perf_counter(), {"w2": math.inf, "ed": math.inf}
                 for lr in RATES:
@@ -133,9 +139,9 @@ def run(quick: bool = False) -> None:
                         best["w2"] = min(best["w2"], reference.score(final))
                         best["ed"] = min(best["ed"], ed_score(final))
                 records.append({"d": d, "source": source, "candidate": label, **best, "seconds": time.perf_counter() - began})
-            print(f"<!-- d={d} {source} done -->", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"allorder_gaussianize{'_quick' if quick else ''}.json").write_text(json.dumps(records))
+                print(f"| {d} | {source} | {label} | {best['w2']:.1f} | {best['ed']:.1f} | {records[-1]['seconds']:.0f} |",
+                      flush=True)
+            path.write_text(json.dumps(records))
     print_tables(records)
 
 
