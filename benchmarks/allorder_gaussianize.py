@@ -147,6 +147,9 @@ def run(quick: bool = False, dims=(2, 3, 10), names=None, labels=None, tag: str 
 
 def print_tables(records) -> None:
     labels = list(dict.fromkeys(r["candidate"] for r in records))
+    keyed = {(r["d"], r["source"], r["candidate"]) for r in records}
+    sources_at = {d: [s for s in dict.fromkeys(r["source"] for r in records if r["d"] == d)
+                      if all((d, s, c) in keyed for c in labels)] for d in {r["d"] for r in records}}
     dims = sorted({r["d"] for r in records})
     z = {(r["d"], r["source"], r["candidate"]): r for r in records}
     for judge in ("w2", "ed"):
@@ -154,8 +157,26 @@ def print_tables(records) -> None:
         print("| d | source | " + " | ".join(labels) + " |")
         print("|---|---|" + "---:|" * len(labels))
         for d in dims:
-            names = list(dict.fromkeys(r["source"] for r in records if r["d"] == d))
+            names = sources_at[d]
             for s in names:
                 print(f"| {d} | {s} | " + " | ".join(f"{z[(d, s, c)][judge]:.1f}" for c in labels) + " |")
             means = [np.mean([z[(d, s, c)][judge] for s in names]) for c in labels]
             print(f"| {d} | **mean** | " + " | ".join(f"**{m:.1f}**" for m in means) + " |")
+
+
+def summarize(tags=("_x", "_avg")) -> None:
+    """Merge the JSON files of several runs (e.g. the X at d = 2, 3 and the other sources) into the
+    per-source tables and the mean over the sources present at each d, for both judges.
+
+        python -c "import sys; sys.path.insert(0, 'benchmarks'); import allorder_gaussianize as g; g.summarize()"
+    """
+    records = []
+    for tag in tags:
+        path = RESULTS / f"allorder_gaussianize{tag}.json"
+        if path.exists():
+            records += json.loads(path.read_text())
+    cells = {(r["d"], r["source"]) for r in records}
+    keyed = {(r["d"], r["source"], r["candidate"]) for r in records}
+    labels = [c for c in dict.fromkeys(r["candidate"] for r in records) if all((d, s, c) in keyed for d, s in cells)]
+    records = [r for r in records if r["candidate"] in labels]
+    print_tables(records)
