@@ -9,6 +9,11 @@ R null batches at the same (N, d), a fixed seed) and each peer's calibrated ``zs
 over 2 batches per source; "detected" is z > 5. Sources: ``allorder_sources`` (tuning suite A,
 held-out suite B) and ``latentshape.bench``'s non-Gaussian sources. Results are printed as
 markdown and saved as JSON next to this script (``results/``).
+
+The detection tables of ``docs/allorder_design.md`` come from the cheaper pipeline
+``allorder_components.py`` (raw components saved once) + ``allorder_combine.py`` (any z-level
+combination offline) + ``allorder_peers.py``; the ``detection`` part here evaluates the full
+candidate list directly (hours on a busy two-core machine).
 """
 
 from __future__ import annotations
