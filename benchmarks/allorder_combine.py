@@ -62,7 +62,7 @@ COMBINATIONS = {
     "z: spec2 + block256 c8 +c:energy +c:neyman4 sq": (["spec2 c4/3", "block256 c8"], ("energy", "neyman4 sq")),
     "default +c:neyman4 sq": (["spec2 c4/3"], "neyman4 sq"),
     "default +c:energy +c:neyman4 sq": (["spec2 c4/3"], ("energy", "neyman4 sq")),
-    # the other options (allorder_components.py --extra), alone and with the coordinate statistic
+    # the other design options (allorder_components.py --extra), alone and with the coordinate statistic
     "pair c4 b4": (["pair c4 b4"], False),
     "pair c4 b16": (["pair c4 b16"], False),
     "kernel sum 4/3+4": (["sum 4/3+4"], False),

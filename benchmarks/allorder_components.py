@@ -34,7 +34,7 @@ BASES = [
     Spec("block64 c8", (8.0,), block=64),
     Spec("block256 c8", (8.0,), block=256),
 ]
-EXTRA = [  # the other options, as single reps: radial sharpness, kernel sums, degree-L, features
+EXTRA = [  # the other design options, as single reps: radial sharpness, kernel sums, degree-L, features
     Spec("pair c4 b4", (4.0,), beta=4.0),
     Spec("pair c4 b16", (4.0,), beta=16.0),
     Spec("sum 4/3+4", (THIRD, 4.0)),

@@ -9,6 +9,11 @@ R null batches at the same (N, d), a fixed seed) and each peer's calibrated ``zs
 over 2 batches per source; "detected" is z > 5. Sources: ``allorder_sources`` (tuning suite A,
 held-out suite B) and ``latentshape.bench``'s non-Gaussian sources. Results are printed as
 markdown and saved as JSON next to this script (``results/``).
+
+The detection tables of ``docs/allorder_design.md`` come from the cheaper pipeline
+``allorder_components.py`` (raw components saved once) + ``allorder_combine.py`` (any z-level
+combination offline) + ``allorder_peers.py``; the ``detection`` part here evaluates the full
+candidate list directly (hours on a busy two-core machine).
 """
 
 from __future__ import annotations
@@ -171,6 +176,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("part", choices=["detection", "gaussianize", "cost"])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dims", type=int, nargs="*", help="gaussianize: dimensions")
+    parser.add_argument("--sources", nargs="*", help="gaussianize: source names")
+    parser.add_argument("--labels", nargs="*", help="gaussianize: candidate labels")
+    parser.add_argument("--tag", default="", help="gaussianize: suffix of the JSON file")
     parser.add_argument("--set", default="main", choices=["main", "radial", "zsum"], help="candidate list (detection)")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -184,7 +193,8 @@ def main() -> None:
     elif args.part == "gaussianize":
         from allorder_gaussianize import run as gaussianize_run
 
-        gaussianize_run(args.quick)
+        gaussianize_run(args.quick, dims=tuple(args.dims or (2, 3, 10)), names=args.sources, labels=args.labels,
+                        tag=args.tag)
     else:
         from allorder_cost import run as cost_run
 

@@ -112,11 +112,16 @@ def descend(label: str, start: torch.Tensor, lr: float) -> np.ndarray | None:
     return final if np.isfinite(final).all() else None
 
 
-def run(quick: bool = False) -> None:
-    dims = (2, 3) if quick else (2, 3, 10)
-    labels = list(peers()) + [s.name for s in SPECS]
-    chosen = {"x": sources()["x"]} if quick else sources()
+def run(quick: bool = False, dims=(2, 3, 10), names=None, labels=None, tag: str = "") -> None:
+    """One row per (d, source, candidate) printed as it completes; the JSON is rewritten after each cell."""
+    dims = (2, 3) if quick else dims
+    labels = labels or (list(peers()) + [s.name for s in SPECS])
+    table = sources()
+    chosen = {k: table[k] for k in (names or (["x"] if quick else list(table)))}
     records = []
+    path = RESULTS / f"allorder_gaussianize{'_quick' if quick else ''}{tag}.json"
+    RESULTS.mkdir(exist_ok=True)
+    print("| d | source | candidate | W2 z | ED z | seconds |\n|---|---|---|---:|---:|---:|", flush=True)
     for d in dims:
         reference = w2_reference(N, d, 32, 0)
         for source, sampler in chosen.items():
@@ -125,6 +130,7 @@ def run(quick: bool = False) -> None:
             start = sampler(N, d, torch.Generator().manual_seed(0)).float()
             records.append({"d": d, "source": source, "candidate": "start", "w2": reference.score(start),
                             "ed": ed_score(start.double().numpy())})
+            print(f"| {d} | {source} | start | {records[-1]['w2']:.1f} | {records[-1]['ed']:.1f} | |", flush=True)
             for label in labels:
                 began, best = time.perf_counter(), {"w2": math.inf, "ed": math.inf}
                 for lr in RATES:
@@ -133,14 +139,17 @@ def run(quick: bool = False) -> None:
                         best["w2"] = min(best["w2"], reference.score(final))
                         best["ed"] = min(best["ed"], ed_score(final))
                 records.append({"d": d, "source": source, "candidate": label, **best, "seconds": time.perf_counter() - began})
-            print(f"<!-- d={d} {source} done -->", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"allorder_gaussianize{'_quick' if quick else ''}.json").write_text(json.dumps(records))
+                print(f"| {d} | {source} | {label} | {best['w2']:.1f} | {best['ed']:.1f} | {records[-1]['seconds']:.0f} |",
+                      flush=True)
+            path.write_text(json.dumps(records))
     print_tables(records)
 
 
 def print_tables(records) -> None:
     labels = list(dict.fromkeys(r["candidate"] for r in records))
+    keyed = {(r["d"], r["source"], r["candidate"]) for r in records}
+    sources_at = {d: [s for s in dict.fromkeys(r["source"] for r in records if r["d"] == d)
+                      if all((d, s, c) in keyed for c in labels)] for d in {r["d"] for r in records}}
     dims = sorted({r["d"] for r in records})
     z = {(r["d"], r["source"], r["candidate"]): r for r in records}
     for judge in ("w2", "ed"):
@@ -148,8 +157,26 @@ def print_tables(records) -> None:
         print("| d | source | " + " | ".join(labels) + " |")
         print("|---|---|" + "---:|" * len(labels))
         for d in dims:
-            names = list(dict.fromkeys(r["source"] for r in records if r["d"] == d))
+            names = sources_at[d]
             for s in names:
                 print(f"| {d} | {s} | " + " | ".join(f"{z[(d, s, c)][judge]:.1f}" for c in labels) + " |")
             means = [np.mean([z[(d, s, c)][judge] for s in names]) for c in labels]
             print(f"| {d} | **mean** | " + " | ".join(f"**{m:.1f}**" for m in means) + " |")
+
+
+def summarize(tags=("_x", "_avg")) -> None:
+    """Merge the JSON files of several runs (e.g. the X at d = 2, 3 and the other sources) into the
+    per-source tables and the mean over the sources present at each d, for both judges.
+
+        python -c "import sys; sys.path.insert(0, 'benchmarks'); import allorder_gaussianize as g; g.summarize()"
+    """
+    records = []
+    for tag in tags:
+        path = RESULTS / f"allorder_gaussianize{tag}.json"
+        if path.exists():
+            records += json.loads(path.read_text())
+    cells = {(r["d"], r["source"]) for r in records}
+    keyed = {(r["d"], r["source"], r["candidate"]) for r in records}
+    labels = [c for c in dict.fromkeys(r["candidate"] for r in records) if all((d, s, c) in keyed for d, s in cells)]
+    records = [r for r in records if r["candidate"] in labels]
+    print_tables(records)

@@ -63,7 +63,7 @@ def draws_for(n: int, d: int) -> int:
     return 8000 if n * n * d <= 1 << 22 else 4000 if n <= 256 else 1000
 
 
-def run(sizes, dims, scales, seed: int = 4242, header: bool = True) -> None:
+def run(sizes, dims, scales, seed: int = 4242, header: bool = True, draws: int | None = None) -> None:
     if header:
         print("| N | d | c | R | mean err / sd (rep, rad, ang, mom) | sd ratio (rep, rad, ang, mom) | MC 1-sigma (rep, ang) "
           "| corr rep-rad, rep-ang, rep-mom: closed / MC | total mean | total sd |")
@@ -71,7 +71,7 @@ def run(sizes, dims, scales, seed: int = 4242, header: bool = True) -> None:
     worst = {"mean": 0.0, "sd": 0.0, "total_mean": 0.0, "total_sd": 0.0, "corr": 0.0}
     for n in sizes:
         for d in dims:
-            samples = draws_for(n, d)
+            samples = draws or draws_for(n, d)
             batch = max(1, min(64, (1 << 22) // (n * n)))
             generator = torch.Generator().manual_seed(seed + 1000 * n + d)
             chunks, began = [], time.perf_counter()
@@ -130,6 +130,8 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[64, 256, 1024])
     parser.add_argument("--dims", type=int, nargs="*", default=[2, 3, 16, 128])
     parser.add_argument("--no-header", action="store_true", help="continue a table (no cost line, no header)")
+    parser.add_argument("--draws", type=int, help="null batches per cell (default: by cost)")
+    parser.add_argument("--seed", type=int, default=4242)
     args = parser.parse_args()
     torch.set_num_threads(1)
     if not args.no_header:
@@ -137,7 +139,8 @@ def main() -> None:
     if args.quick:
         run((64, 256), (3, 16), (4.0 / 3.0, 4.0))
     else:
-        run(tuple(args.sizes), tuple(args.dims), (4.0 / 3.0, 4.0, 8.0), header=not args.no_header)
+        run(tuple(args.sizes), tuple(args.dims), (4.0 / 3.0, 4.0, 8.0), seed=args.seed, header=not args.no_header,
+            draws=args.draws)
 
 
 if __name__ == "__main__":

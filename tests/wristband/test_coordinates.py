@@ -61,3 +61,8 @@ def test_gradients_are_finite_at_extremes():
     assert torch.isfinite(x.grad).all()
     with pytest.raises(ValueError):
         coordinate_smooth_statistic(x, modes=0)
+
+
+def test_own_backward_passes_gradcheck():
+    x = torch.randn(2, 40, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(coordinate_smooth_statistic, (x,))

@@ -51,6 +51,7 @@ def _brute_coefficient(d: int, level: int, kernel) -> float:
     return top / bottom
 
 
+@pytest.mark.filterwarnings("ignore::scipy.integrate.IntegrationWarning")
 @pytest.mark.parametrize("d", [2, 3, 5, 10])
 @pytest.mark.parametrize("c", [4.0 / 3.0, 8.0])
 def test_chordal_coefficients_against_quadrature(d, c):
