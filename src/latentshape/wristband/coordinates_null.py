@@ -124,10 +124,10 @@ def coordinate_feature_moments(d: int, modes: int, k_modes: int, max_level: int)
     legendre = _legendre(max_level, d, s)  # (L + 1, s)
     radial = np.cos(math.pi * np.arange(2 * k_modes + 1)[:, None] * t[None, :])  # (2K' + 1, z)
     wz = trapezoid * density
-    per_radius = np.einsum("kzs,s,ls->klz", features[:modes], ws, legendre)  # E_s[phi_k P_l] at each radius
-    mu = np.einsum("klz,z,pz->kpl", per_radius, wz, radial[: k_modes + 1])
+    per_radius = (features[:modes] * ws) @ legendre.T  # (K, z, L + 1): E_s[phi_k P_l] at each radius
+    mu = np.matmul(radial[: k_modes + 1] * wz, per_radius)  # (K, K' + 1, L + 1)
     angular_mean = features @ ws  # (2K, z): E_s[phi_m]
-    diagonal = np.einsum("mz,z,pz->mp", angular_mean, wz, radial)
+    diagonal = (angular_mean * wz) @ radial.T
     # E[phi_k 1{t <= s}] at s = Phi(zeta): a cumulative integral, taken from the nearer tail
     pieces = angular_mean[:modes] * wz
     below = np.cumsum(pieces, axis=1) - 0.5 * pieces
@@ -164,6 +164,9 @@ def _energy_terms(moments: dict, d: int, radial: tuple[float, ...], lam: np.ndar
     return overlap, self_term
 
 
+_ANGLE_RULE = ((special.roots_legendre(64)[0] + 1.0) * math.pi / 2.0, special.roots_legendre(64)[1])
+
+
 def marchenko_pastur_root_mean(ratio: float) -> float:
     r""":math:`\int \sqrt{\lambda}\, dF_\gamma(\lambda)` under the Marchenko-Pastur law of ratio :math:`\gamma`
     (mass :math:`1 - 1/\gamma` at 0 when :math:`\gamma > 1`): the limit of :math:`\frac1d\operatorname{tr} S^{1/2}`.
@@ -174,8 +177,7 @@ def marchenko_pastur_root_mean(ratio: float) -> float:
     if ratio <= 0:
         return 1.0
     low, high = (1.0 - math.sqrt(ratio)) ** 2, (1.0 + math.sqrt(ratio)) ** 2
-    theta, w = special.roots_legendre(64)
-    theta = (theta + 1.0) * math.pi / 2.0
+    theta, w = _ANGLE_RULE
     eig = (low + high) / 2.0 + (high - low) / 2.0 * np.cos(theta)
     density = ((high - low) / 2.0) ** 2 * np.sin(theta) ** 2 / (2.0 * math.pi * ratio * eig)
     return float((w * math.pi / 2.0 * density * np.sqrt(eig)).sum())
@@ -241,10 +243,11 @@ def coordinate_null_covariances(
     slope = 1.0 - marchenko_pastur_root_mean(d / (n - 1.0))  # psi'(1): the column's scale in tr S - 2 tr S^(1/2)
     mean_square = off * pieces["mean"]
     variance_part = 4.0 * pieces["square_self"] / n - mean_square  # Cov(Q^2, S_jj), S_jj ~ mean x^2 - xbar^2
-    return {
+    out = {
         "E": off * pieces["broad"] + 4.0 * pieces["broad_self"] / n**2,
         "S": sharp_cov,
         "A": 8.0 * (modes + 2) / n * pieces["angular"],
         "rad": off * pieces["radial"],
         "mom": (mean_square + off * pieces["covariance"] / 4.0 + slope * variance_part) / d,
     }
+    return {key: float(value) for key, value in out.items()}
