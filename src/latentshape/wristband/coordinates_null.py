@@ -70,7 +70,7 @@ from .mercer import radial_coefficients, zonal_at_one
 
 __all__ = ["coordinate_feature_moments", "coordinate_null_covariances", "marchenko_pastur_root_mean"]
 
-_Z_LIMIT, _Z_NODES = 10.0, 401  # radial grid t = Phi(z): trapezoid on a Gaussian-weighted smooth integrand
+_Z_LIMIT, _Z_NODES = 10.0, 201  # t = Phi(z): the trapezoid is spectrally accurate here (rad: cumulative, ~1e-3)
 _SHARE = 1.0 - 1e-13  # Mercer series of the sharp kernel kept to this share of its trace
 
 
@@ -117,10 +117,15 @@ def coordinate_feature_moments(d: int, modes: int, k_modes: int, max_level: int)
     density = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     t = special.ndtr(z)
     r = np.sqrt(np.where(z < 0, 2.0 * special.gammaincinv(0.5 * d, t), 2.0 * special.gammainccinv(0.5 * d, special.ndtr(-z))))
-    s, ws = _direction_grid(d, max(96, max_level + 48))
+    s, ws = _direction_grid(d, max(96 if d <= 16 else 160, max_level + 48))  # converged to ~1e-7 / 1e-4
     coordinate = special.ndtr(r[:, None] * s[None, :])  # Phi(x_j) on the (z, s) grid
     m = np.arange(1, 2 * modes + 1)
-    features = np.cos(math.pi * m[:, None, None] * coordinate[None])  # (2K, z, s)
+    features = np.empty((2 * modes,) + coordinate.shape)  # cos(m pi Phi(x_j)), m = 1..2K, by Chebyshev's recurrence
+    features[0] = np.cos(math.pi * coordinate)
+    previous = np.ones_like(coordinate)
+    for index in range(1, 2 * modes):
+        features[index] = 2.0 * features[0] * features[index - 1] - previous
+        previous = features[index - 1]
     legendre = _legendre(max_level, d, s)  # (L + 1, s)
     radial = np.cos(math.pi * np.arange(2 * k_modes + 1)[:, None] * t[None, :])  # (2K' + 1, z)
     wz = trapezoid * density
