@@ -30,7 +30,8 @@ from latentshape.gaussian.moment_penalties import moment_penalty  # noqa: E402
 from latentshape.wristband.blocks import block_residual_energy, low_degree_coefficients  # noqa: E402
 from latentshape.wristband.map import wristband_map  # noqa: E402
 from latentshape.wristband.radial import radial_distance  # noqa: E402
-from latentshape.wristband.mercer import radial_coefficients, spectral_kernel_sums  # noqa: E402
+from latentshape.wristband.mercer import radial_coefficients
+from latentshape.wristband.spectral import spectral_kernel_sums  # noqa: E402
 
 SHARP = 8.0
 RADIAL = radial_coefficients(8.0, 6)

@@ -26,7 +26,8 @@ from latentshape.wristband.blocks_null import two_scale_null_stats
 from latentshape.wristband.coordinates import coordinate_null_moments, coordinate_smooth_statistic
 from latentshape.wristband.map import wristband_map
 from latentshape.wristband.radial import radial_distance
-from latentshape.wristband.mercer import radial_coefficients, spectral_kernel_sums
+from latentshape.wristband.mercer import radial_coefficients
+from latentshape.wristband.spectral import spectral_kernel_sums
 
 RADIAL = radial_coefficients(8.0, 6)
 

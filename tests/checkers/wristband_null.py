@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from latentshape.calibration import monte_carlo_null
+from latentshape.wristband.allorder_null import allorder_null_stats
 from latentshape.wristband.closed_form_null import spectral_null_stats
 from latentshape.wristband.components import raw_components
 
@@ -20,7 +21,7 @@ __all__ = ["NullCheck", "check_null_stats"]
 class NullCheck(NamedTuple):
     """Closed-form null moments against ``samples`` null batches (see :func:`check_null_stats`)."""
 
-    mean_error: Tensor  # (closed-form mean - empirical mean) / empirical sd, per component (rep, rad, ang, mom)
+    mean_error: Tensor  # (closed-form mean - empirical mean) / empirical sd, per component (rep, rad, ang, mom[, sharp, coord])
     sd_ratio: Tensor  # closed-form sd / empirical sd, per component
     sd_ratio_noise: Tensor  # 1-sigma Monte-Carlo uncertainty of sd_ratio, sqrt((kurtosis - 1) / (4 R))
     total_mean: float  # mean of the calibrated total over the null batches
@@ -29,20 +30,24 @@ class NullCheck(NamedTuple):
 
 
 def check_null_stats(
-    config, n: int, d: int, weights: tuple[float, float, float, float] = (1.0, 0.1, 0.0, 1.0),
+    config, n: int, d: int, weights: tuple[float, ...] = (1.0, 0.1, 0.0, 1.0, 1.0, 1.0),
     samples: int = 2000, seed: int = 12345, dtype: torch.dtype = torch.float32,
 ) -> NullCheck:
-    """Validate :func:`spectral_null_stats` at (N, d) against ``samples`` batches drawn from N(0, I).
+    """Validate the closed-form null at (N, d) against ``samples`` batches drawn from N(0, I):
+    :func:`allorder_null_stats` (rep, rad, ang, mom, sharp, coord) when ``config`` has the sharp or
+    coordinate term, else :func:`spectral_null_stats` (rep, rad, ang, mom).
 
-    Uses a seed independent of any calibration. ``weights`` = (1, lambda_rad, lambda_ang, lambda_mom)
-    of the calibrated total.
+    Uses a seed independent of any calibration. ``weights`` = (1, lambda_rad, lambda_ang, lambda_mom,
+    lambda_sharp, lambda_coord) of the calibrated total (the first four without the new terms).
 
     """
-    stats = spectral_null_stats(config, n, d)
+    stats = allorder_null_stats(config, n, d) if config.sharp or config.coordinates else spectral_null_stats(config, n, d)
+    size = stats.mean.shape[0]
+    weights = weights[:size]
     draws: list[Tensor] = []
 
     def keep(x: Tensor) -> Tensor:
-        raw = raw_components(x, config)
+        raw = raw_components(x, config)[..., :size]
         draws.append(raw.to(torch.float64))
         return raw
 

@@ -61,18 +61,22 @@ def low_degree_coefficients(d: int, scales: tuple[float, ...], weights: tuple[fl
     return tuple(sum(w * lam[level] for w, lam in zip(weights, per_scale)) for level in range(3))
 
 
-def _residual_and_slope(cosine: Tensor, d: int, scales, weights, low) -> tuple[Tensor, Tensor]:
-    """k_{>2}(x) and its derivative, elementwise."""
-    value = torch.zeros_like(cosine)
-    slope = torch.zeros_like(cosine)
-    for c, w in zip(scales, weights):
-        e = torch.exp(c * (cosine - 1.0))
-        value += w * e
-        slope += (w * c) * e
+def _residual_and_slope(cosine: Tensor, d: int, scales, weights, low, slope: bool = True) -> tuple[Tensor, Tensor | None]:
+    """k_{>2}(x) and (optionally) its derivative, elementwise, in a few in-place passes over the pairs."""
     half = (d + 2) / 2.0
-    value -= low[0] + low[1] * d * cosine + low[2] * half * (d * cosine * cosine - 1.0)
-    slope -= low[1] * d + low[2] * half * 2.0 * d * cosine
-    return value, slope
+    # the degree <= 2 part lambda_0 + lambda_1 d x + lambda_2 (d+2)/2 (d x^2 - 1), by Horner
+    value = cosine * (-low[2] * half * d)
+    value.sub_(low[1] * d).mul_(cosine).sub_(low[0] - low[2] * half)
+    derivative = None
+    if slope:
+        derivative = cosine * (-2.0 * low[2] * half * d)
+        derivative.sub_(low[1] * d)
+    for c, w in zip(scales, weights):
+        e = (cosine - 1.0).mul_(c).exp_()
+        value.add_(e, alpha=w)
+        if derivative is not None:
+            derivative.add_(e, alpha=w * c)
+    return value, derivative
 
 
 def _groups(sizes: list[int]) -> list[tuple[int, int, int]]:
@@ -131,9 +135,9 @@ class _BlockResidual(torch.autograd.Function):
         for row, size, count in _groups(sizes):
             u = direction[:, row : row + size * count].reshape(batch * count, size, d)
             w = torch.cos(t[:, row : row + size * count].reshape(batch * count, size, 1) * frequencies)
-            kernel, _ = _residual_and_slope(u @ u.transpose(-1, -2), d, scales, weights, low)
+            kernel, _ = _residual_and_slope(u @ u.transpose(-1, -2), d, scales, weights, low, slope=False)
             radial_matrix = (w * a) @ w.transpose(-1, -2)
-            total += (kernel * radial_matrix).sum(dim=(-2, -1), dtype=torch.float64).view(batch, count).sum(-1)
+            total += kernel.mul_(radial_matrix).sum(dim=(-2, -1), dtype=torch.float64).view(batch, count).sum(-1)
         ctx.save_for_backward(direction, t)
         ctx.config = (radial, scales, weights, block, low, sum(s * s for s in sizes))
         return total / ctx.config[-1]
@@ -156,11 +160,11 @@ class _BlockResidual(torch.autograd.Function):
             kernel, slope = _residual_and_slope(u @ u.transpose(-1, -2), d, scales, weights, low)
             radial_matrix = (w * a) @ w.transpose(-1, -2)
             factor = scale.repeat_interleave(count).view(batch * count, 1, 1)
-            grad_u = ((slope * radial_matrix) @ u) * factor
+            grad_u = slope.mul_(radial_matrix) @ u
             # dr(t_i, t_j)/dt_i = sum_k a_k (-k pi sin(k pi t_i)) w_jk
-            grad_w = ((kernel @ w) * a) * (-frequencies * torch.sin(angle))
-            grad_direction[:, rows] = grad_u.view(batch, size * count, d)
-            grad_t[:, rows] = (grad_w.sum(-1, keepdim=True) * factor).view(batch, size * count)
+            grad_w = ((kernel @ w) * a).mul_(torch.sin(angle)).mul_(-frequencies)
+            grad_direction[:, rows] = grad_u.mul_(factor).view(batch, size * count, d)
+            grad_t[:, rows] = (grad_w.sum(-1, keepdim=True).mul_(factor)).view(batch, size * count)
         return grad_direction, grad_t, None, None, None, None
 
 

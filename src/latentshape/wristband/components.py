@@ -8,6 +8,14 @@ and "The radial and moment terms").
 - ``rad``: :func:`~latentshape.wristband.radial.radial_distance`.
 - ``ang``: :math:`\frac1\beta \log \overline{k_{ang}(u_i, u_j)}_{i \ne j}` (angular uniformity).
 - ``mom``: :func:`~latentshape.gaussian.moment_penalties.moment_penalty`.
+- ``sharp``: :math:`\log(E_s)/\beta`, the energy of the sharp angular kernel
+  :math:`e^{c_s(x-1)}` (``sharp_scale`` :math:`c_s = 8`) at *every* angular degree: degrees <= 2
+  from the same feature sums as ``rep``, degrees >= 3 exactly on blocks of the batch
+  (:mod:`~latentshape.wristband.blocks`). It sees clustered directions, lobes and other angular
+  structure of every order, which the broad kernel of ``rep`` (85-97% of its weight in degrees
+  <= 2) does not.
+- ``coord``: :func:`~latentshape.wristband.coordinates.coordinate_smooth_statistic`, Neyman's smooth
+  statistic of every coordinate, squared and averaged (one non-Gaussian coordinate).
 
 The calibrated combination lives in :class:`~latentshape.wristband.loss.WristbandLoss`.
 
@@ -26,7 +34,7 @@ below float32 resolution.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
 import torch
@@ -35,12 +43,14 @@ from torch import Tensor
 from ..validation import as_embeddings, autocast_disabled
 from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_batch, is_distributed
 from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
+from .blocks import block_residual_energy, low_degree_coefficients
+from .coordinates import coordinate_smooth_statistic
 from .kernel import pairwise_row_sums
 from .map import map_unchecked
 from .radial import radial_cost
 from .spectral_fused import fused_spectral_sums
 from .mercer import MAX_DEGREE, angular_coefficients, default_alpha, radial_coefficients
-from .spectral import SpectralSums, energy_from_sums, spectral_kernel_sums, uses_feature_sums
+from .spectral import SpectralSums, energy_from_sums, spectral_kernel_sums, spectral_sums, uses_feature_sums
 
 __all__ = [
     "COMPONENT_NAMES",
@@ -50,6 +60,7 @@ __all__ = [
     "wristband_components",
     "raw_components",
     "raw_component_batch",
+    "default_block",
 ]
 
 Method = Literal["spectral", "pairwise"]
@@ -64,6 +75,8 @@ class WristbandComponents(NamedTuple):
     rad: Tensor
     ang: Tensor
     mom: Tensor
+    sharp: Tensor
+    coord: Tensor
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,10 @@ class WristbandConfig:
     angular: Literal["chordal", "geodesic"] = "chordal"
     average: Average = "global"
     moment: str = "w2"
+    sharp: bool = True
+    sharp_scale: float = 8.0
+    block: int | None = None
+    coordinates: bool = True
 
     def __post_init__(self) -> None:
         if self.method not in ("spectral", "pairwise"):
@@ -100,36 +117,60 @@ class WristbandConfig:
             raise ValueError(f"average must be 'global' or 'per_point', got {self.average!r}")
         if self.moment not in MOMENT_PENALTIES:
             raise ValueError(f"moment must be one of {', '.join(MOMENT_PENALTIES)}, got {self.moment!r}")
+        if not (isinstance(self.sharp_scale, (int, float)) and 0 < self.sharp_scale < float("inf")):
+            raise ValueError(f"sharp_scale must be a positive number, got {self.sharp_scale!r}")
+        if self.block is not None and not (isinstance(self.block, int) and not isinstance(self.block, bool) and self.block >= 1):
+            raise ValueError(f"block must be None (automatic) or an integer >= 1, got {self.block!r}")
+
+    def block_size(self, n: int, d: int) -> int:
+        """Residual block size of the sharp term at (N, d): ``block``, or :func:`default_block`."""
+        return min(n, self.block) if self.block is not None else default_block(n, d)
 
     @property
     def alpha_value(self) -> float:
         return self.alpha if self.alpha is not None else default_alpha(self.angular)
 
 
-_COEFFICIENTS: dict[tuple[WristbandConfig, int], tuple[tuple[float, ...], tuple[float, ...]]] = {}
+def default_block(n: int, d: int) -> int:
+    r"""Block size of the sharp term's residual: :math:`\min(N, \max(\lceil d/2 \rceil, \lfloor 2^{18}/N \rfloor))`.
+
+    All pairs (one exact block) up to N = 512, then a budget of 2^18 pairs, never fewer than
+    ceil(d/2) partners per point: O(N d) cost per point at large N, like the degree-2 spectral sums.
+
+    >>> default_block(256, 16), default_block(4096, 128), default_block(65536, 16)
+    (256, 64, 8)
+    """
+    return max(1, min(n, max(-(-d // 2), (1 << 18) // max(n, 1))))
+
+
+_COEFFICIENTS: dict[tuple[WristbandConfig, int], tuple[tuple[float, ...], ...]] = {}
 
 
 @torch.compiler.disable  # a plain dict lookup, run eagerly: no graph guards on the cache
-def kernel_coefficients(config: WristbandConfig, d: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Radial (a_0..a_K) and angular (lambda_0..lambda_L) Mercer coefficients of ``config`` at width d, cached."""
+def kernel_coefficients(config: WristbandConfig, d: int) -> tuple[tuple[float, ...], ...]:
+    """Radial (a_0..a_K) and angular (lambda_0..lambda_L) Mercer coefficients of ``config`` at width d, and
+    lambda_0..lambda_2 of the sharp kernel (empty without the sharp term), cached."""
     key = (config, d)
     if key not in _COEFFICIENTS:
+        sharp = low_degree_coefficients(d, (float(config.sharp_scale),), (1.0,)) if config.sharp else ()
         _COEFFICIENTS[key] = (radial_coefficients(config.beta, config.k_modes),
-                              angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular))
+                              angular_coefficients(d, config.degree, config.beta, config.alpha_value, config.angular),
+                              sharp)
     return _COEFFICIENTS[key]
 
 
 def _kernel_sums(
     x: Tensor, config: WristbandConfig, per_point: bool, rows: GlobalBatch | None = None
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(energy or rows, off-diagonal angular mean, t, score) for a validated ``(B, N, d)`` batch.
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Tensor]:
+    """(energy or rows, off-diagonal angular mean, sharp energy or None, t, score) for a validated
+    ``(B, N, d)`` batch.
 
-    With ``rows`` (every rank's N) the four are those of the global batch, replicated on all ranks.
+    With ``rows`` (every rank's N) all five are those of the global batch, replicated on all ranks.
     """
-    radial, angular = kernel_coefficients(config, x.shape[-1])
+    radial, angular, sharp = kernel_coefficients(config, x.shape[-1])
     d = x.shape[-1]
     n_total = rows.total if rows is not None else x.shape[-2]
-    if config.method == "spectral" and uses_feature_sums(n_total, d, len(radial), config.degree, per_point):
+    if config.method == "spectral" and not sharp and uses_feature_sums(n_total, d, len(radial), config.degree, per_point):
         # Global energy from batch sums, with the map fused in: a few passes over x (see spectral_fused.py).
         sums, cdf, score = fused_spectral_sums(x, len(radial), config.degree)
         if rows is not None:
@@ -137,19 +178,30 @@ def _kernel_sums(
             cdf = all_gather_rows(cdf, dim=-1, sizes=rows)
             score = all_gather_rows(score, dim=-1, sizes=rows)
         energy, angular_mean = energy_from_sums(sums, n_total, d, radial, angular)
-        return energy, angular_mean, cdf, score
+        return energy, angular_mean, None, cdf, score
     direction, cdf, score = map_unchecked(x)
     if rows is not None:
         cdf = all_gather_rows(cdf, dim=-1, sizes=rows)
         score = all_gather_rows(score, dim=-1, sizes=rows)
         direction = all_gather_rows(direction, dim=-2, sizes=rows)
     t = cdf.to(x.dtype)
+    sums = None
+    if sharp and uses_feature_sums(n_total, d, len(radial), 2, False):
+        sums = spectral_sums(direction, t, len(radial), 2)  # shared by rep (spectral) and sharp's degrees <= 2
     if config.method == "pairwise":
         kernel_rows, angular_rows = pairwise_row_sums(direction, t, config.beta, config.alpha_value, config.angular)
-        energy = kernel_rows if per_point else kernel_rows.mean(dim=-1)
-        return energy, angular_rows.mean(dim=-1), cdf, score
-    energy, angular_mean = spectral_kernel_sums(direction, t, radial, angular, per_point=per_point)
-    return energy, angular_mean, cdf, score
+        energy, angular_mean = (kernel_rows if per_point else kernel_rows.mean(dim=-1)), angular_rows.mean(dim=-1)
+    elif sums is not None and not per_point:
+        energy, angular_mean = energy_from_sums(sums, n_total, d, radial, angular + (0.0,) * (2 - config.degree))
+    else:
+        energy, angular_mean = spectral_kernel_sums(direction, t, radial, angular, per_point=per_point)
+    if not sharp:
+        return energy, angular_mean, None, cdf, score
+    head = (energy_from_sums(sums, n_total, d, radial, sharp) if sums is not None
+            else spectral_kernel_sums(direction, t, radial, sharp))[0]
+    block = config.block_size(n_total, d)
+    residual = block_residual_energy(direction, t, radial, (float(config.sharp_scale),), (1.0,), block)
+    return energy, angular_mean, head + residual, cdf, score
 
 
 def _all_reduce_sums(sums: SpectralSums) -> SpectralSums:
@@ -160,12 +212,13 @@ def _all_reduce_sums(sums: SpectralSums) -> SpectralSums:
     return SpectralSums(*(summed.reshape(part.shape) for summed, part in zip(total, sums)))
 
 
-COMPONENT_NAMES = ("rep", "rad", "ang", "mom")
+COMPONENT_NAMES = ("rep", "rad", "ang", "mom", "sharp", "coord")
 
 
 def raw_components(x: Tensor, config: WristbandConfig, distributed: bool = False) -> Tensor:
-    """Raw ``(rep, rad, ang, mom)`` stacked on the last axis, shape ``x.shape[:-2] + (4,)``, for a
-    batch ``x`` ``(..., N, d)`` (validated here).
+    """Raw ``(rep, rad, ang, mom, sharp, coord)`` stacked on the last axis, shape ``x.shape[:-2] + (6,)``,
+    for a batch ``x`` ``(..., N, d)`` (validated here). A term switched off in ``config`` (``sharp``,
+    ``coordinates``) is not computed and reads 0.
 
     Always float64 (gradients flow back to ``x`` in its own dtype): under N(0, I) the components
     fluctuate by O(1/N) around O(1) values, below float32 resolution at N ~ 1e6, and calibration
@@ -186,7 +239,7 @@ def raw_component_batch(x: Tensor, config: WristbandConfig, rows: GlobalBatch | 
     batch = x.reshape((math.prod(leading),) + tuple(x.shape[-2:]))  # explicit: N may be 0
     per_point = config.average == "per_point"
     with autocast_disabled(batch.device):
-        energy, angular_mean, cdf, score = _kernel_sums(batch, config, per_point, rows)
+        energy, angular_mean, sharp_energy, cdf, score = _kernel_sums(batch, config, per_point, rows)
         energy, angular_mean = energy.to(torch.float64), angular_mean.to(torch.float64)
         tiny = torch.finfo(energy.dtype).tiny
         # Truncated expansions are not positive-definite pointwise; clamp keeps log finite.
@@ -196,7 +249,14 @@ def raw_component_batch(x: Tensor, config: WristbandConfig, rows: GlobalBatch | 
         rad = radial_cost(cdf, score).to(torch.float64)
         # float32 output suffices: mom's null sd is >= 1e-4 of its mean, unlike rep's and ang's
         mom = moment_penalty(batch, config.moment, distributed=rows is not None).to(torch.float64)
-        return torch.stack([rep, rad, ang, mom], dim=-1).reshape(leading + (4,))
+        zero = torch.zeros_like(rep)
+        sharp = torch.log(sharp_energy.to(torch.float64).clamp_min(tiny)) / config.beta if sharp_energy is not None else zero
+        if config.coordinates:
+            everyone = all_gather_rows(batch, dim=-2, sizes=rows) if rows is not None else batch
+            coord = coordinate_smooth_statistic(everyone)
+        else:
+            coord = zero
+        return torch.stack([rep, rad, ang, mom, sharp, coord], dim=-1).reshape(leading + (len(COMPONENT_NAMES),))
 
 
 def wristband_energy(
@@ -227,7 +287,7 @@ def wristband_energy(
     leading = tuple(x.shape[:-2])
     batch = x.reshape((math.prod(leading),) + tuple(x.shape[-2:]))
     with autocast_disabled(batch.device):
-        energy = _kernel_sums(batch, config, per_point=average == "per_point")[0].to(batch.dtype)
+        energy = _kernel_sums(batch, replace(config, sharp=False), per_point=average == "per_point")[0].to(batch.dtype)
     return energy.reshape(leading + energy.shape[1:])
 
 
@@ -237,10 +297,13 @@ def wristband_components(
     lambda_rad: float = 0.1,
     lambda_ang: float = 0.0,
     lambda_mom: float = 1.0,
+    lambda_sharp: float = 1.0,
+    lambda_coord: float = 1.0,
     distributed: bool = False,
 ) -> WristbandComponents:
     r"""Raw (uncalibrated) components of ``x`` ``(..., N, d)`` and their weighted sum
-    :math:`\mathrm{rep} + \lambda_{rad}\mathrm{rad} + \lambda_{ang}\mathrm{ang} + \lambda_{mom}\mathrm{mom}`.
+    :math:`\mathrm{rep} + \lambda_{rad}\mathrm{rad} + \lambda_{ang}\mathrm{ang} + \lambda_{mom}\mathrm{mom}
+    + \lambda_{sharp}\mathrm{sharp} + \lambda_{coord}\mathrm{coord}`.
 
     ``distributed=True``: the components of the global batch under ``torch.distributed`` (module
     docstring); the same as ``False`` without an initialized process group.
@@ -253,6 +316,6 @@ def wristband_components(
     config = config or WristbandConfig()
     raw = raw_components(x, config, distributed=distributed)
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-    rep, rad, ang, mom = raw.to(dtype).unbind(-1)
-    total = rep + lambda_rad * rad + lambda_ang * ang + lambda_mom * mom
-    return WristbandComponents(total, rep, rad, ang, mom)
+    rep, rad, ang, mom, sharp, coord = raw.to(dtype).unbind(-1)
+    total = rep + lambda_rad * rad + lambda_ang * ang + lambda_mom * mom + lambda_sharp * sharp + lambda_coord * coord
+    return WristbandComponents(total, rep, rad, ang, mom, sharp, coord)

@@ -11,7 +11,7 @@ x ~ N(0, I)), and scored by Neyman's smooth statistic on the first K cosine comp
 Squaring before averaging keeps one non-Gaussian coordinate visible among many Gaussian ones (a
 mean of :math:`Q_j` would dilute it by :math:`\sqrt d`); it sees one bimodal, uniform or skewed
 coordinate, the X's and the cube's flat marginals, heavy tails. Cost O(N d K) elementwise (the
-cosines by the Chebyshev recurrence, one cos per entry), memory O(N d K).
+cosines by the Chebyshev recurrence from one erf and one sine per entry), memory O(N d).
 
 Null law (exact, every N): the coordinates are independent, so the mean is :math:`E[Q^2]` and
 the variance :math:`(E[Q^4] - E[Q^2]^2)/d`. Both moments are polynomials in 1/N: expanding
@@ -42,8 +42,10 @@ DEFAULT_MODES = 4
 def coordinate_smooth_statistic(x: Tensor, modes: int = DEFAULT_MODES) -> Tensor:
     r""":math:`\frac1d\sum_j Q_j^2` of ``x`` ``(..., N, d)``; shape ``x.shape[:-2]``, float64.
 
-    Own backward pass (it recomputes the cosines instead of saving them):
-    :math:`\partial/\partial x_{ij} = \sum_k \frac{8 Q_j c_{jk}}{d}\,(-k\pi \sin(k\pi t_{ij}))\,\varphi(x_{ij})`.
+    Own backward pass: with :math:`\cos(k\theta) = T_k(\cos\theta)` (Chebyshev),
+    :math:`\partial/\partial x_{ij} = \sum_k \frac{8 Q_j c_{jk}}{d}\,T_k'(\cos\theta_{ij})\,(-\pi\sin\theta_{ij})\,\varphi(x_{ij})`,
+    :math:`\theta = \pi t`, a cubic in :math:`\cos\theta_{ij}` per coordinate (Horner); it keeps
+    :math:`\cos\theta` and the slope, two N x d tensors.
 
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.randn(2048, 16, generator=g)
@@ -59,43 +61,75 @@ def coordinate_smooth_statistic(x: Tensor, modes: int = DEFAULT_MODES) -> Tensor
     return _SmoothStatistic.apply(wide, int(modes))
 
 
-def _cosine_means(x: Tensor, modes: int) -> tuple[Tensor, Tensor]:
-    """(c_jk = mean_i cos(k pi Phi(x_ij)) as (..., d, K) float64, cos(pi t) as (..., N, d))."""
-    first = torch.cos(math.pi * torch.special.ndtr(x))
+# T_k(c) = cos(k theta) as polynomials in c = cos(theta) (Chebyshev), lowest power first, k = 1..4
+_CHEBYSHEV = ((0.0, 1.0), (-1.0, 0.0, 2.0), (0.0, -3.0, 0.0, 4.0), (1.0, 0.0, -8.0, 0.0, 8.0))
+
+
+def _angles(x: Tensor) -> tuple[Tensor, Tensor]:
+    r"""(cos theta, sin theta) with :math:`\theta = \pi\Phi(x)`: with :math:`e = \mathrm{erf}(x/\sqrt2)`,
+    :math:`\theta = \frac\pi2(1 + e)`, so cos theta = -sin(pi e / 2) and sin theta = cos(pi e / 2)
+    (one erf instead of the slower ndtr; sin theta >= 0)."""
+    half_angle = (0.5 * math.pi) * torch.erf(x * (1.0 / math.sqrt(2.0)))
+    return -torch.sin(half_angle), torch.cos(half_angle)
+
+
+def _cosine_means(first: Tensor, modes: int) -> Tensor:
+    """c_jk = mean_i cos(k theta_ij), k = 1..K, as (..., d, K) float64, from ``first`` = cos(theta) (..., N, d).
+
+    cos(k theta) = 2 cos(theta) cos((k-1) theta) - cos((k-2) theta) (Chebyshev): one transcendental pass.
+    The terms are centred under the null, so their sums keep float32 precision.
+    """
+    n = first.shape[-2]
     previous, current = torch.ones_like(first), first
-    means = [current.mean(dim=-2)]
-    for _ in range(2, modes + 1):  # cos(k theta) = 2 cos(theta) cos((k-1) theta) - cos((k-2) theta)
-        previous, current = current, 2.0 * first * current - previous
-        means.append(current.mean(dim=-2))
-    return torch.stack(means, dim=-1).to(torch.float64), first
+    sums = [current.sum(dim=-2)]
+    for _ in range(2, modes + 1):
+        previous, current = current, (first * current).mul_(2.0).sub_(previous)
+        sums.append(current.sum(dim=-2))
+    return torch.stack(sums, dim=-1).to(torch.float64) / n
+
+
+def _chebyshev_derivatives(modes: int, like: Tensor) -> Tensor:
+    """(K, K) matrix D with T_k'(c) = sum_p D[k-1, p] c^p (p = 0..K-1), T_k the Chebyshev polynomials."""
+    coefficients, previous = [[0.0, 1.0]], [1.0]
+    for _ in range(2, modes + 1):  # T_k = 2 c T_{k-1} - T_{k-2}
+        current = coefficients[-1]
+        step = [0.0] + [2.0 * a for a in current]
+        for i, a in enumerate(previous):
+            step[i] -= a
+        previous, coefficients = current, coefficients + [step]
+    matrix = torch.zeros(modes, modes, dtype=like.dtype, device=like.device)
+    for k, row in enumerate(coefficients):
+        for p, a in enumerate(row[1:], start=1):
+            matrix[k, p - 1] = p * a
+    return matrix
 
 
 class _SmoothStatistic(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, modes):  # type: ignore[override]
         n = x.shape[-2]
-        means, _ = _cosine_means(x, modes)
+        first, sine = _angles(x)
+        means = _cosine_means(first, modes)
         q = 2.0 * n * (means * means).sum(dim=-1)  # (..., d)
-        ctx.save_for_backward(x)
+        # d cos(theta) / dx = -pi sin(theta) phi(x)
+        slope = sine.mul_(torch.exp(-0.5 * x * x)).mul_(-math.pi / math.sqrt(2.0 * math.pi))
+        ctx.save_for_backward(first, slope)
         ctx.modes, ctx.means, ctx.q = modes, means, q
         return (q * q).mean(dim=-1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
-        (x,) = ctx.saved_tensors
-        d = x.shape[-1]
-        # dL/dc_jk = grad * 8 N Q_j c_jk / d; dc_jk/dx_ij = -k pi sin(k pi t_ij) phi(x_ij) / N
-        weight = (grad[..., None, None] * 8.0 * ctx.q[..., None] * ctx.means / d).to(x.dtype)  # (..., d, K)
-        theta = math.pi * torch.special.ndtr(x)
-        cosine, sine = torch.cos(theta), torch.sin(theta)
-        previous, current = torch.zeros_like(x), torch.ones_like(x)  # U_{-1}, U_0: sin(k theta) = sin(theta) U_{k-1}
-        total = weight[..., None, :, 0] * current
-        for k in range(2, ctx.modes + 1):
-            previous, current = current, 2.0 * cosine * current - previous
-            total = total + k * weight[..., None, :, k - 1] * current
-        density = torch.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
-        return -math.pi * total * sine * density, None
+        first, slope = ctx.saved_tensors
+        modes, d = ctx.modes, first.shape[-1]
+        # dL/dc_jk = grad * 8 N Q_j c_jk / d and dc_jk/dcos(theta_ij) = T_k'(cos theta_ij) / N: per
+        # coordinate a polynomial of degree K - 1 in cos(theta_ij), evaluated by Horner
+        weight = grad[..., None, None] * 8.0 * ctx.q[..., None] * ctx.means / d  # (..., d, K)
+        polynomial = (weight @ _chebyshev_derivatives(modes, weight)).to(first.dtype)  # (..., d, K): c^0..c^(K-1)
+        total = polynomial[..., None, :, modes - 1].expand_as(first).clone()
+        for p in range(modes - 2, -1, -1):
+            total.mul_(first).add_(polynomial[..., None, :, p])
+        return total.mul_(slope), None
 
 
 def _set_partitions(items: list[int]):

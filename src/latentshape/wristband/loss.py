@@ -1,11 +1,12 @@
 r"""``WristbandLoss``: the calibrated Wristband Gaussian Loss.
 
-Each raw component c (rep, rad, ang, mom; :mod:`~latentshape.wristband.components`) is
-standardized against its law under x ~ N(0, I) at the batch's own (N, d):
+Each raw component c (rep, rad, ang, mom, sharp, coord; :mod:`~latentshape.wristband.components`)
+is standardized against its law under x ~ N(0, I) at the batch's own (N, d):
 :math:`z_c = (c - m_c)/s_c`, and
 
 .. math::
-    \mathrm{total} = \frac{z_{rep} + \lambda_{rad} z_{rad} + \lambda_{ang} z_{ang} + \lambda_{mom} z_{mom}}{s_{total}},
+    \mathrm{total} = \frac{z_{rep} + \lambda_{rad} z_{rad} + \lambda_{ang} z_{ang} + \lambda_{mom} z_{mom}
+        + \lambda_{sharp} z_{sharp} + \lambda_{coord} z_{coord}}{s_{total}},
 
 with :math:`s_{total}` the null sd of the weighted sum (:meth:`latentshape.calibration.NullStats.total`).
 Under N(0, I) the total has mean ~0 and sd ~1 for every N, d and beta: "total = 40" reads "40 null
@@ -23,7 +24,9 @@ from ..calibration import NullStats
 from ..distributed import GlobalBatch
 from ..statistic import BatchStatistic
 from .components import COMPONENT_NAMES, WristbandComponents, WristbandConfig, raw_component_batch
+from .allorder_null import allorder_null_stats
 from .closed_form_null import spectral_null_stats
+from .pairwise_null import pairwise_null_stats
 
 __all__ = ["WristbandLoss"]
 
@@ -34,8 +37,14 @@ class WristbandLoss(BatchStatistic):
     The batch is mapped to the wristband :math:`(u, t) \in S^{d-1} \times [0, 1]`
     (:func:`~latentshape.wristband_map`), where N(0, I) is exactly the uniform
     product law; a kernel repulsion (``rep``) pushes toward that uniform law, helped by a 1-D
-    transport term on the radius (``rad``), an optional angular uniformity term (``ang``) and a
-    moment penalty (``mom``); docs/theory.md derives each.
+    transport term on the radius (``rad``), an optional angular uniformity term (``ang``), a
+    moment penalty (``mom``), a sharp kernel's repulsion at every angular degree (``sharp``: clusters,
+    lobes, angular structure of any order) and a per-coordinate smooth test (``coord``: one
+    non-Gaussian coordinate); docs/theory.md derives each.
+
+    The seed's configuration (degree-1 spectral path of the broad kernel, no sharp or coordinate
+    term) is one line: ``WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0)``; the
+    degree-2-only loss of earlier releases is ``WristbandLoss(lambda_sharp=0, lambda_coord=0)``.
 
     Configuration is keyword-only.
 
@@ -52,11 +61,16 @@ class WristbandLoss(BatchStatistic):
         lambda_rad: weight of the radial term.
         lambda_ang: weight of the angular uniformity term.
         lambda_mom: weight of the moment penalty.
+        lambda_sharp: weight of the sharp all-degree repulsion (0: not computed).
+        lambda_coord: weight of the per-coordinate term (0: not computed).
+        sharp_scale: chordal scale c of the sharp angular kernel :math:`e^{c(u \cdot u' - 1)}`.
+        block: largest block of the sharp term's degrees >= 3 (None: all pairs up to N = 512, then
+            :math:`\max(\lceil d/2 \rceil, \lfloor 2^{18}/N \rfloor)`; cost O(N B d), memory O(N + B^2)).
         moment: moment penalty kind (``w2``, ``kl_diag``, ``kl_full``, ``jeff_diag``, ``jeff_full``,
             ``mu_only``).
         calibrate: return z-scores against the null at the batch's (N, d) (default), else raw values.
-            The global spectral path calibrates in closed form (milliseconds, any N and d); the
-            others by Monte-Carlo at the first batch of each new (N, d).
+            The global spectral path calibrates in closed form, every term included (milliseconds,
+            any N and d); the others by Monte-Carlo at the first batch of each new (N, d).
         null_samples: Monte-Carlo null batches per new (N, d) where Monte-Carlo is used; default 512
             (spectral ``per_point``), 128 (pairwise).
         null_seed: seed of those draws.
@@ -72,7 +86,9 @@ class WristbandLoss(BatchStatistic):
     global spectral path).
 
     Reference: M. Parakhin, *Wristband Gaussian Loss* (2025); the O(N) spectral path after the
-    spectral reformulation of its repulsion term (docs/theory.md, "The spectral expansion").
+    spectral reformulation of its repulsion term (docs/theory.md, "The spectral expansion"); the
+    per-coordinate term is Neyman's smooth test (J. Neyman, Skand. Aktuarietidskr. 20, 1937); the
+    choice of the sharp and coordinate terms is measured in docs/allorder_design.md.
 
     >>> loss_fn = WristbandLoss()
     >>> z = torch.randn(256, 8, generator=torch.Generator().manual_seed(1))
@@ -97,6 +113,10 @@ class WristbandLoss(BatchStatistic):
         lambda_rad: float = 0.1,
         lambda_ang: float = 0.0,
         lambda_mom: float = 1.0,
+        lambda_sharp: float = 1.0,
+        lambda_coord: float = 1.0,
+        sharp_scale: float = 8.0,
+        block: int | None = None,
         moment: str = "w2",
         calibrate: bool = True,
         null_samples: int | None = None,
@@ -106,18 +126,23 @@ class WristbandLoss(BatchStatistic):
         if null_samples is None:
             null_samples = 512 if method == "spectral" else 128
         super().__init__(calibrate=calibrate, null_samples=null_samples, null_seed=null_seed, distributed=distributed)
-        self.config = WristbandConfig(method=method, degree=degree, k_modes=k_modes, beta=float(beta),
-                                      alpha=alpha, angular=angular, average=average, moment=moment)
-        for name, value in (("lambda_rad", lambda_rad), ("lambda_ang", lambda_ang), ("lambda_mom", lambda_mom)):
-            if not (float(value) >= 0 and float(value) < float("inf")):
+        lambdas = {"lambda_rad": lambda_rad, "lambda_ang": lambda_ang, "lambda_mom": lambda_mom,
+                   "lambda_sharp": lambda_sharp, "lambda_coord": lambda_coord}
+        for name, value in lambdas.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        self.weights = (1.0, float(lambda_rad), float(lambda_ang), float(lambda_mom))
+        # a term of weight 0 that costs extra (sharp, coord) is not computed at all
+        self.config = WristbandConfig(method=method, degree=degree, k_modes=k_modes, beta=float(beta),
+                                      alpha=alpha, angular=angular, average=average, moment=moment,
+                                      sharp=lambda_sharp > 0, sharp_scale=float(sharp_scale), block=block,
+                                      coordinates=lambda_coord > 0)
+        self.weights = tuple(float(v) for v in (1.0, lambda_rad, lambda_ang, lambda_mom, lambda_sharp, lambda_coord))
 
     # float32 null draws: Monte-Carlo error dominates rounding, and they halve the cost
     null_dtype = torch.float32
 
     def components(self, x: Tensor) -> WristbandComponents:
-        """``(total, rep, rad, ang, mom)``, each of shape ``x.shape[:-2]`` (z-scores when calibrated)."""
+        """``(total, rep, rad, ang, mom, sharp, coord)``, each of shape ``x.shape[:-2]`` (z-scores when calibrated)."""
         raw, rows = self._raw_and_rows(x)
         if self.calibrate:
             total, values = self.null_stats(rows, x.shape[-1], device=x.device).total(raw, torch.tensor(self.weights))
@@ -141,11 +166,18 @@ class WristbandLoss(BatchStatistic):
         return self.config
 
     def _closed_form_null(self, n: int, d: int) -> NullStats | None:
-        """The global spectral path's closed form; None elsewhere, or where ``mom`` has none at (N, d)."""
-        if self.config.method != "spectral" or self.config.average != "global":
+        """The closed form of the global spectral path (every term) and of the global pairwise path (without
+        the sharp and coordinate terms); None elsewhere, or where ``mom`` has none at (N, d)."""
+        config = self.config
+        if config.average != "global":
             return None
+        extra = config.sharp or config.coordinates
         try:
-            return spectral_null_stats(self.config, n, d)
+            if config.method == "pairwise":
+                return None if extra else _padded(pairwise_null_stats(config, n, d), len(self.component_names))
+            if extra:
+                return allorder_null_stats(config, n, d)
+            return _padded(spectral_null_stats(config, n, d), len(self.component_names))
         except ValueError:  # e.g. jeff_full near d = N: no finite inverse moments
             return None
 
@@ -156,5 +188,15 @@ class WristbandLoss(BatchStatistic):
         c = self.config
         return (f"method={c.method!r}, degree={c.degree}, k_modes={c.k_modes}, beta={c.beta}, "
                 f"angular={c.angular!r}, average={c.average!r}, lambda_rad={self.weights[1]}, "
-                f"lambda_ang={self.weights[2]}, lambda_mom={self.weights[3]}, moment={c.moment!r}, "
+                f"lambda_ang={self.weights[2]}, lambda_mom={self.weights[3]}, lambda_sharp={self.weights[4]}, "
+                f"lambda_coord={self.weights[5]}, sharp_scale={c.sharp_scale}, block={c.block}, moment={c.moment!r}, "
                 + self._flags_repr())
+
+
+def _padded(stats: NullStats, size: int) -> NullStats:
+    """``stats`` of the first components, extended by components that read 0 (mean 0, sd 1, uncorrelated)."""
+    extra = size - stats.mean.shape[0]
+    corr = torch.eye(size, dtype=torch.float64)
+    corr[: size - extra, : size - extra] = stats.corr
+    return NullStats(mean=torch.cat([stats.mean, stats.mean.new_zeros(extra)]),
+                     std=torch.cat([stats.std, stats.std.new_ones(extra)]), corr=corr, samples=stats.samples)
