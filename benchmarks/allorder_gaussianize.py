@@ -43,11 +43,9 @@ SPECS: list = []  # prototypes of allorder_candidates (none by default: the reco
 
 
 def peers() -> dict:
-    from allorder_recommended import RecommendedLoss
-
-    return {"recommended": lambda: RecommendedLoss(), "recommended -coord": lambda: RecommendedLoss(coord=False),
-            "default": lambda: WristbandLoss(calibrate=True),
-            "pairwise c4/3": lambda: WristbandLoss(method="pairwise", calibrate=True, calibration_samples=128),
+    return {"default": lambda: WristbandLoss(),
+            "previous default": lambda: WristbandLoss(lambda_sharp=0, lambda_coord=0),
+            "pairwise c4/3": lambda: WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0),
             "SIGReg": lambda: SIGReg(calibrate=False),
             "MMD": lambda: GaussianMMD(calibrate=False), "SlicedW2": lambda: SlicedWassersteinGaussian(calibrate=False),
             "Moments": lambda: MomentMatchingLoss(calibrate=False)}

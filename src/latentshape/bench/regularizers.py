@@ -87,13 +87,14 @@ def _kwargs(calibrate: bool | None) -> dict:
 
 
 def build_wristband(d: int, calibrate: bool | None) -> nn.Module:
-    """``WristbandLoss()``: spectral path, degree 2 (calibrated by default)."""
+    """``WristbandLoss()``: every angular degree (broad + sharp kernels) and the coordinates (calibrated by default)."""
     return WristbandLoss(**_kwargs(calibrate))
 
 
 def build_wristband_degree1(d: int, calibrate: bool | None) -> nn.Module:
-    """``WristbandLoss(degree=1)``: sees the mean direction only, not opposite lobes."""
-    return WristbandLoss(degree=1, **_kwargs(calibrate))
+    """The seed's configuration ``WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0)``: the mean direction
+    and the radial law only (not opposite lobes)."""
+    return WristbandLoss(degree=1, lambda_sharp=0.0, lambda_coord=0.0, **_kwargs(calibrate))
 
 
 def build_moment_matching(d: int, calibrate: bool | None) -> nn.Module:
@@ -123,8 +124,9 @@ def build_adversarial(d: int, calibrate: bool | None) -> nn.Module:
 
 
 REGULARIZERS: dict[str, Regularizer] = {
-    "wristband": Regularizer("wristband", build_wristband, "WristbandLoss(): spectral, degree 2"),
-    "wristband_deg1": Regularizer("wristband_deg1", build_wristband_degree1, "WristbandLoss(degree=1)",
+    "wristband": Regularizer("wristband", build_wristband, "WristbandLoss(): every angular degree + coordinates"),
+    "wristband_deg1": Regularizer("wristband_deg1", build_wristband_degree1,
+                                  "WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0): the seed's configuration",
                                   gaussianizes=False),
     "moment_matching": Regularizer("moment_matching", build_moment_matching, "MomentMatchingLoss(): mean and covariance"),
     "sigreg": Regularizer("sigreg", build_sigreg, "SIGReg(): Epps-Pulley on 256 random slices"),

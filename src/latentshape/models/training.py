@@ -77,7 +77,7 @@ def train_autoencoder(
         epochs: passes over the data. batch_size: N, fixed (clipped to M); short batches dropped.
         learning_rate: Adam's initial step; decays on a cosine to 5% of it at the end.
         gaussian_weight: w, the weight of the Gaussian regularizer on z.
-        regularizer: G(z) -> 0-d tensor; default ``WristbandLoss()`` (calibrated, spectral, degree 2).
+        regularizer: G(z) -> 0-d tensor; default ``WristbandLoss()`` (calibrated; every angular degree and the coordinates).
         reconstruction: ``"bce"`` (data in [0, 1], sigmoid decoder) or ``"mse"``.
         latent_noise: sigma; the decoder reconstructs from ``z + sigma * eps`` (eps ~ N(0, I)) during
             training only. The encoder stays deterministic; the noise smooths the decoder between
