@@ -11,7 +11,7 @@ and times one forward + backward (the *first* call: it computes the null law at 
   a short last batch in training, where everything that depends on d alone is warm;
 - *new d*: also every per-width cache of the wristband (its Mercer coefficients and tables).
 
-Target: <= 2x. Statistics without a closed-form null (moment matching, sliced W2) pay a
+Target: <= 2x. A statistic without a closed-form null (sliced W2) pays a
 Monte-Carlo calibration on a new shape; it is reported but cannot meet the target (the disk cache,
 :func:`latentshape.calibration.set_disk_cache`, removes it across processes). ``--profile LOSS``
 prints a cProfile of one first call (new N) of that loss at the first shape.
@@ -105,7 +105,7 @@ def main() -> None:
     print("| loss | N | d | first / later, new N | first / later, new d | first call, new N |\n|---|---|---|---|---|---|")
     for name, loss in losses().items():
         for n, d in SHAPES:
-            monte_carlo = name in ("MomentMatchingLoss", "SlicedWassersteinGaussian")
+            monte_carlo = name == "SlicedWassersteinGaussian"
             rounds = 1 if monte_carlo else args.rounds
             new_n, seconds = first_over_later(loss, n, d, rounds, args.later, new_width=False)
             new_d = first_over_later(loss, n, d, rounds, args.later, new_width=True)[0]
