@@ -148,7 +148,7 @@ class MomentMatchingLoss(BatchStatistic):
     (True, True)
     >>> float(MomentMatchingLoss(penalty="w2", calibrate=False)(2.0 * x))   # (sqrt(4) - 1)^2 per dimension
     1.0...
-    >>> loss_fn = MomentMatchingLoss(null_samples=256)                 # default: a z-score (Monte-Carlo null)
+    >>> loss_fn = MomentMatchingLoss(null_samples=256)                 # default: a z-score (closed-form null)
     >>> abs(float(loss_fn(x))) < 4, float(loss_fn(2.0 * x)) > 100
     (True, True)
     """
