@@ -42,6 +42,7 @@ __all__ = [
     "set_disk_cache",
     "check_flag",
     "check_null_samples",
+    "SATURATION",
 ]
 
 
@@ -103,17 +104,49 @@ class NullStats:
         variance = float(w @ self.corr @ w)
         return math.sqrt(variance) if variance > 0 else 1.0
 
-    def total(self, values: Tensor, weights: Tensor) -> tuple[Tensor, Tensor]:
+    def total(self, values: Tensor, weights: Tensor, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
         r"""The calibrated total and the components' z-scores of raw values ``(..., C)``.
 
         :math:`\mathrm{total} = (\sum_c w_c z_c) / \sqrt{w^\top R w}`: mean ~0 and sd ~1 under the
-        null. Returns ``(total (...), z (..., C))`` in ``values``' dtype.
+        null. Returns ``(total (...), z (..., C))`` in ``dtype`` (default: ``values``' dtype).
+
+        Both are formed in float64 (where the device has it) and *saturate* at
+        :data:`SATURATION` times the largest finite value of ``dtype`` (~5e33 in float32): a raw value
+        that fits its dtype can still have a z-score beyond it (the null sd is small), and a silent
+        inf would turn every gradient into NaN. Beyond the cap the value is +-cap and the gradient
+        is the total's own, scaled by cap / |total|: the same descent direction, so training can
+        pull an exploding encoder back. The headroom under the dtype's largest value keeps a mean
+        over leading dims or a weighted sum with other losses finite.
+
+        >>> stats = NullStats.from_moments(0.0, 1e-6)
+        >>> float(stats.total(torch.tensor([1e36]), torch.tensor([1.0]))[0]) == SATURATION * torch.finfo(torch.float32).max
+        True
         """
-        z = self.standardize(values)
+        dtype = values.dtype if dtype is None else dtype
+        wide = torch.float32 if values.device.type == "mps" else torch.float64  # MPS has no float64
+        # Exact power-of-two rescaling: the float64 sums below stay finite for any finite raw value.
+        shrink = _SHRINK if wide == torch.float64 else 1.0
+        mean, std = self.mean.to(values.device, wide), self.std.to(values.device, wide)
+        z = (values.to(wide) * shrink - mean * shrink) / std
         w = torch.as_tensor(weights, dtype=torch.float64)
         variance = w @ self.corr @ w  # tensor arithmetic throughout: traceable by torch.compile
-        scale = torch.where(variance > 0, variance, torch.ones_like(variance)).sqrt().to(values.device, values.dtype)
-        return (z * w.to(values.device, values.dtype)).sum(dim=-1) / scale, z
+        scale = torch.where(variance > 0, variance, torch.ones_like(variance)).sqrt().to(values.device, wide)
+        total = (z * w.to(values.device, wide)).sum(dim=-1) / scale
+        return _saturate(total, shrink, dtype), _saturate(z, shrink, dtype)
+
+
+# The calibrated total's cap as a fraction of its dtype's largest value (see NullStats.total).
+SATURATION = 2.0 ** -16
+_SHRINK = 2.0 ** -64
+
+
+def _saturate(shrunk: Tensor, shrink: float, dtype: torch.dtype) -> Tensor:
+    """``shrunk / shrink`` in ``dtype``, saturated at ``SATURATION * finfo(dtype).max`` keeping the gradient's direction."""
+    limit = SATURATION * torch.finfo(dtype).max * shrink
+    magnitude = shrunk.detach().abs()
+    factor = torch.where(magnitude > limit, limit / magnitude, torch.ones_like(magnitude))
+    capped = torch.where(torch.isinf(shrunk), torch.sign(shrunk.detach()) * limit, shrunk * factor)
+    return (capped / shrink).to(dtype)
 
 
 def monte_carlo_null(

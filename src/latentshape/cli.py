@@ -229,7 +229,7 @@ def _add_check(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--plot", metavar="OUT.png", help="write the diagnostic figure to this PNG")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--example", action="store_true", help="check built-in Gaussian and non-Gaussian samples")
-    parser.add_argument("--null-samples", type=int, default=100, metavar="R", help="Monte-Carlo null draws (default 100)")
+    parser.add_argument("--null-samples", type=int, default=400, metavar="R", help="Monte-Carlo null draws (default 400)")
     parser.add_argument("--max-pairwise", type=int, default=2000, metavar="M",
                         help="rows used by the O(N^2) statistics (default 2000)")
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise level of the verdict (default 0.05)")

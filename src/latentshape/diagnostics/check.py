@@ -58,7 +58,7 @@ def check(
     x: Tensor | np.ndarray,
     *,
     wristband: WristbandLoss | None = None,
-    null_samples: int = 100,
+    null_samples: int = 400,
     seed: int = 0,
     max_pairwise: int = 2000,
     alpha: float = 0.05,
@@ -72,8 +72,8 @@ def check(
             defines the wristband statistics (default: ``WristbandLoss()``). Its z-scores in the
             report are the loss's own (``wristband.components(x)`` on the same rows), and its
             p-value comes from null batches standardized the same way, so the two agree.
-        null_samples: Monte-Carlo null batches at (N, d) (cached per shape and seed). Each
-            Monte-Carlo p-value is empirical within their range, a fitted (Pearson III) tail beyond.
+        null_samples: Monte-Carlo null batches R at (N, d), cached per shape and seed. Their p-values
+            are empirical down to 1/(R+1) (below Holm's two-sided 0.05/16), a fitted Pearson III tail beyond.
         seed: seed of the null draws and of the subsample.
         max_pairwise: the Monte-Carlo statistics (O(N^2 d)) use a random subsample of this many
             rows when N is larger.

@@ -24,8 +24,11 @@ from torch import Tensor
 
 from ..validation import as_batch_input, is_compiling, representable
 from ..distributed import GlobalBatch, all_gather_rows, is_distributed
+from ..calibration import NullStats
 from ..statistic import BatchStatistic, tensor_digest
+from .frobenius_null import frobenius_null_moments
 from .moment_penalties import MOMENT_PENALTIES, _global_count_and_mean, _shifted_moments, moment_penalty
+from .moment_penalty_null import moment_null_moments
 
 __all__ = ["MOMENT_MATCHING_PENALTIES", "moment_matching_loss", "MomentMatchingLoss"]
 
@@ -145,7 +148,7 @@ class MomentMatchingLoss(BatchStatistic):
     (True, True)
     >>> float(MomentMatchingLoss(penalty="w2", calibrate=False)(2.0 * x))   # (sqrt(4) - 1)^2 per dimension
     1.0...
-    >>> loss_fn = MomentMatchingLoss(null_samples=256)                 # default: a z-score (Monte-Carlo null)
+    >>> loss_fn = MomentMatchingLoss(null_samples=256)                 # default: a z-score (closed-form null)
     >>> abs(float(loss_fn(x))) < 4, float(loss_fn(2.0 * x)) > 100
     (True, True)
     """
@@ -205,6 +208,20 @@ class MomentMatchingLoss(BatchStatistic):
         if self.mean is not None:
             x = x + self.mean.to(x)
         return x
+
+    def _closed_form_null(self, n: int, d: int) -> NullStats | None:
+        """Exact null mean and variance where known: the Frobenius form toward N(mu, I)
+        (:func:`~latentshape.gaussian.frobenius_null.frobenius_null_moments`) and the shared
+        penalties (:func:`~latentshape.gaussian.moment_penalty_null.moment_null_moments`); else
+        None (Monte-Carlo)."""
+        if self.penalty == "frobenius":
+            if self.cov is not None:
+                return None
+            return NullStats.from_moments(*frobenius_null_moments(n, d, self.alpha, self.gamma))
+        try:
+            return NullStats.from_moments(*moment_null_moments(self.penalty, n, d))
+        except ValueError:  # moments that do not exist or a floor hit too often at this (N, d)
+            return None
 
     def _config(self, d: int) -> Hashable:
         return (self.penalty, self.alpha, self.gamma, tensor_digest(self.mean), tensor_digest(self.cov))

@@ -38,6 +38,9 @@ __all__ = ["AngularKernel", "default_alpha", "angular_kernel", "radial_kernel", 
 
 AngularKernel = Literal["chordal", "geodesic"]
 _CHUNK_ELEMENTS = 1 << 20  # rows-per-block * N; a few such blocks live at once
+# Below this many kernel entries (B * N^2) the chordal forward keeps its three radial images for
+# the backward (12 MiB in float32) instead of recomputing the Gram product and three exponentials.
+_KEEP_IMAGES_ELEMENTS = 1 << 20
 
 
 def angular_kernel(cosine: Tensor, beta: float, alpha: float, angular: AngularKernel) -> Tensor:
@@ -171,15 +174,21 @@ class _ChordalPairwiseRowSums(torch.autograd.Function):
         images = _images(t, beta, c)
         kernel_rows = torch.zeros_like(t)
         angular_rows = torch.empty_like(t)
+        keep = direction.shape[0] * n * n <= _KEEP_IMAGES_ELEMENTS and any(ctx.needs_input_grad[:2])
+        kept: list[list[Tensor]] = []
         for start, stop in _row_blocks(n):
             gram = direction[:, start:stop] @ direction.transpose(-1, -2)
-            for left, right, _, _ in images:
-                kernel_rows[:, start:stop] += torch.baddbmm(gram, left[:, start:stop], right, beta=c).exp_().sum(dim=-1)
+            block = [torch.baddbmm(gram, left[:, start:stop], right, beta=c).exp_() for left, right, _, _ in images]
+            for image in block:
+                kernel_rows[:, start:stop] += image.sum(dim=-1)
+            if keep:
+                kept.append(block)
             angular = gram.mul_(c).sub_(c).exp_()
             diagonal = angular.diagonal(offset=start, dim1=-2, dim2=-1)
             angular_rows[:, start:stop] = (angular.sum(dim=-1) - diagonal) / (n - 1)
         ctx.save_for_backward(direction, t)
         ctx.config = (beta, c)
+        ctx.kept = kept if keep else None
         return kernel_rows / n, angular_rows
 
     @staticmethod
@@ -201,12 +210,18 @@ class _ChordalPairwiseRowSums(torch.autograd.Function):
         grad_direction = torch.empty_like(direction)
         grad_t = torch.zeros_like(t)
         d = direction.shape[-1]
-        for start, stop in _row_blocks(n):
+        kept, ctx.kept = ctx.kept, None
+        for index, (start, stop) in enumerate(_row_blocks(n)):
             rows = slice(start, stop)
-            gram = direction[:, rows] @ direction.transpose(-1, -2)
+            gram = None
+            if kept is None or h is not None:
+                gram = direction[:, rows] @ direction.transpose(-1, -2)
             kernel = None
-            for (left, right, q, sigma), probe in zip(images, probes):
-                image = torch.baddbmm(gram, left[:, rows], right, beta=c).exp_()
+            for image_index, ((left, right, q, sigma), probe) in enumerate(zip(images, probes)):
+                if kept is None:
+                    image = torch.baddbmm(gram, left[:, rows], right, beta=c).exp_()
+                else:
+                    image = kept[index][image_index]
                 p = image @ probe  # (B, rows, 4)
                 grad_t[:, rows] += sigma * (g[:, rows] * p[..., 0] + p[..., 1]) \
                     - 2.0 * beta * q[:, rows] * (g[:, rows] * p[..., 2] + p[..., 3])

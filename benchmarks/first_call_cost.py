@@ -1,0 +1,116 @@
+"""Cost of the first calibrated call at a new batch shape, as a ratio to a later call, in one run.
+
+    python benchmarks/first_call_cost.py [--rounds 7] [--later 9] [--profile LOSS]
+
+For each default-configured loss (``calibrate=True``) and shape (N, d), a round clears the caches
+and times one forward + backward (the *first* call: it computes the null law at (N, d)), then
+``--later`` more calls; the printed ratio is the median over rounds of
+(first call / median later call), float32, one thread. Two cache states:
+
+- *new N*: only the null-law cache is cleared (:func:`latentshape.calibration.clear_null_cache`):
+  a short last batch in training, where everything that depends on d alone is warm;
+- *new d*: also every per-width cache of the wristband (its Mercer coefficients and tables).
+
+Target: <= 2x. A statistic without a closed-form null (sliced W2) pays a
+Monte-Carlo calibration on a new shape; it is reported but cannot meet the target (the disk cache,
+:func:`latentshape.calibration.set_disk_cache`, removes it across processes). ``--profile LOSS``
+prints a cProfile of one first call (new N) of that loss at the first shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import importlib
+import pkgutil
+import pstats
+import statistics
+import time
+
+import torch
+
+SHAPES = ((1024, 32), (256, 8))
+
+
+def clear_width_caches() -> None:
+    """Forget every per-width table of the wristband (lru caches and the coefficient dict)."""
+    import latentshape.wristband as wristband
+
+    for info in pkgutil.iter_modules(wristband.__path__):
+        module = importlib.import_module(f"latentshape.wristband.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, functools._lru_cache_wrapper):
+                value.cache_clear()
+            elif isinstance(value, dict) and value and isinstance(next(iter(value)), tuple) and info.name == "components":
+                value.clear()
+
+
+def losses() -> dict[str, torch.nn.Module]:
+    from latentshape import GaussianMMD, MomentMatchingLoss, SIGReg, SlicedWassersteinGaussian, WristbandLoss
+
+    return {"WristbandLoss": WristbandLoss(calibrate=True), "MomentMatchingLoss": MomentMatchingLoss(calibrate=True),
+            "SIGReg": SIGReg(calibrate=True), "GaussianMMD": GaussianMMD(calibrate=True),
+            "SlicedWassersteinGaussian": SlicedWassersteinGaussian(calibrate=True)}
+
+
+def step(loss: torch.nn.Module, x: torch.Tensor) -> float:
+    x.grad = None
+    start = time.perf_counter()
+    loss(x).backward()
+    return time.perf_counter() - start
+
+
+def first_over_later(loss: torch.nn.Module, n: int, d: int, rounds: int, later: int, new_width: bool) -> tuple[float, float]:
+    """(median first / later ratio, median first-call seconds) over ``rounds``."""
+    from latentshape.calibration import clear_null_cache
+
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    step(loss, x)  # imports, allocator
+    ratios, firsts = [], []
+    for _ in range(rounds):
+        clear_null_cache()
+        if new_width:
+            clear_width_caches()
+        first = step(loss, x)
+        ratios.append(first / statistics.median(step(loss, x) for _ in range(later)))
+        firsts.append(first)
+    return statistics.median(ratios), statistics.median(firsts)
+
+
+def profile_first_call(name: str, n: int, d: int) -> None:
+    from latentshape.calibration import clear_null_cache
+
+    loss = losses()[name]
+    x = torch.randn(n, d, requires_grad=True)
+    step(loss, x)
+    clear_null_cache()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    step(loss, x)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--later", type=int, default=9)
+    parser.add_argument("--profile", help="cProfile one first call of this loss (class name) instead")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.profile:
+        profile_first_call(args.profile, *SHAPES[0])
+        return
+    print("| loss | N | d | first / later, new N | first / later, new d | first call, new N |\n|---|---|---|---|---|---|")
+    for name, loss in losses().items():
+        for n, d in SHAPES:
+            monte_carlo = name == "SlicedWassersteinGaussian"
+            rounds = 1 if monte_carlo else args.rounds
+            new_n, seconds = first_over_later(loss, n, d, rounds, args.later, new_width=False)
+            new_d = first_over_later(loss, n, d, rounds, args.later, new_width=True)[0]
+            print(f"| {name} | {n} | {d} | {new_n:.1f}x | {new_d:.1f}x | {1000 * seconds:.0f} ms |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
