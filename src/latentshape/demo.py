@@ -36,7 +36,7 @@ __all__ = ["DemoResult", "load_digit_images", "run_demo", "gaussianity_table", "
 DEFAULT_EPOCHS = 300
 DEFAULT_LATENT_DIM = 8
 HELD_OUT = 200
-_COLUMNS = ("total", "rep", "rad", "mom")
+_COLUMNS = ("total", "rep", "rad", "mom", "sharp", "coord")
 
 
 class DemoDependencyError(ImportError):
@@ -87,13 +87,13 @@ def _measure(model, loss_fn, data: Tensor) -> dict[str, float]:
 
 def gaussianity_table(before: dict[str, dict[str, float]], after: dict[str, dict[str, float]], latent_dim: int) -> str:
     """Format the before/after measurements as a small fixed-width table."""
-    header = f"{'':<7}{'digits':<10}{'N':>6}" + "".join(f"{c:>10}" for c in _COLUMNS) + f"{'recon MSE':>11}"
+    header = f"{'':<7}{'digits':<10}{'N':>6}" + "".join(f"{c:>11}" for c in _COLUMNS) + f"{'recon MSE':>11}"
     lines = [f"Latent Gaussianity (K = {latent_dim}): calibrated wristband z-scores, ~N(0, 1) for a batch from N(0, I)",
              header, "-" * len(header)]
     for stage, measured in (("before", before), ("after", after)):
         for split, values in measured.items():
             row = f"{stage:<7}{split:<10}{int(values['n']):>6}"
-            row += "".join(f"{values[c]:>10.1f}" for c in _COLUMNS) + f"{values['mse']:>11.4f}"
+            row += "".join(f"{values[c]:>11.1f}" for c in _COLUMNS) + f"{values['mse']:>11.4f}"
             lines.append(row)
     return "\n".join(lines)
 

@@ -57,7 +57,7 @@ def test_gaussian_is_accepted_and_every_test_present(gaussian_report: Report) ->
     assert gaussian_report.is_gaussian and gaussian_report.verdict.startswith("consistent with N(0, I)")
     assert gaussian_report.n == 400 and gaussian_report.d == 6
     assert abs(gaussian_report.wristband["total"]) < 4
-    assert set(gaussian_report.wristband) == {"total", "rep", "rad", "ang", "mom"}
+    assert set(gaussian_report.wristband) == {"total", "rep", "rad", "ang", "mom", "sharp", "coord"}
 
 
 def test_uniform_cube_is_rejected_with_matched_moments(cube_report: Report) -> None:

@@ -53,9 +53,9 @@ def test_cli_rejects_an_output_path_that_is_a_file(tmp_path: Path) -> None:
 
 
 def test_gaussianity_table_layout() -> None:
-    values = {"total": 1.0, "rep": 2.0, "rad": 3.0, "mom": 4.0, "mse": 0.01, "n": 10.0}
+    values = {"total": 1.0, "rep": 2.0, "rad": 3.0, "mom": 4.0, "sharp": 5.0, "coord": 6.0, "mse": 0.01, "n": 10.0}
     table = gaussianity_table({"train": values}, {"train": values}, latent_dim=8)
     lines = table.splitlines()
     assert "K = 8" in lines[0]
-    assert lines[3].split() == ["before", "train", "10", "1.0", "2.0", "3.0", "4.0", "0.0100"]
+    assert lines[3].split() == ["before", "train", "10", "1.0", "2.0", "3.0", "4.0", "5.0", "6.0", "0.0100"]
     assert lines[4].split()[0] == "after"

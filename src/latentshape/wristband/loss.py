@@ -144,12 +144,13 @@ class WristbandLoss(BatchStatistic):
     def components(self, x: Tensor) -> WristbandComponents:
         """``(total, rep, rad, ang, mom, sharp, coord)``, each of shape ``x.shape[:-2]`` (z-scores when calibrated)."""
         raw, rows = self._raw_and_rows(x)
+        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         if self.calibrate:
-            total, values = self.null_stats(rows, x.shape[-1], device=x.device).total(raw, torch.tensor(self.weights))
+            stats = self.null_stats(rows, x.shape[-1], device=x.device)
+            total, values = stats.total(raw, torch.tensor(self.weights), dtype=dtype)
         else:
             values = raw
             total = (raw * torch.tensor(self.weights, dtype=raw.dtype, device=raw.device)).sum(dim=-1)
-        dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         return WristbandComponents(total.to(dtype), *(v.to(dtype) for v in values.unbind(-1)))
 
     def forward(self, x: Tensor) -> Tensor:
