@@ -69,8 +69,8 @@ def _angles(x: Tensor) -> tuple[Tensor, Tensor]:
     r"""(cos theta, sin theta) with :math:`\theta = \pi\Phi(x)`: with :math:`e = \mathrm{erf}(x/\sqrt2)`,
     :math:`\theta = \frac\pi2(1 + e)`, so cos theta = -sin(pi e / 2) and sin theta = cos(pi e / 2)
     (one erf instead of the slower ndtr; sin theta >= 0)."""
-    half_angle = (0.5 * math.pi) * torch.erf(x * (1.0 / math.sqrt(2.0)))
-    return -torch.sin(half_angle), torch.cos(half_angle)
+    half_angle = torch.erf(x * (1.0 / math.sqrt(2.0))).mul_(0.5 * math.pi)
+    return torch.sin(half_angle).neg_(), torch.cos(half_angle)
 
 
 def _cosine_means(first: Tensor, modes: int) -> Tensor:
@@ -80,10 +80,12 @@ def _cosine_means(first: Tensor, modes: int) -> Tensor:
     The terms are centred under the null, so their sums keep float32 precision.
     """
     n = first.shape[-2]
-    previous, current = torch.ones_like(first), first
+    previous, current = None, first
     sums = [current.sum(dim=-2)]
     for _ in range(2, modes + 1):
-        previous, current = current, (first * current).mul_(2.0).sub_(previous)
+        following = (first * current).mul_(2.0)
+        following = following.sub_(1.0) if previous is None else following.sub_(previous)  # T_0 = 1
+        previous, current = current, following
         sums.append(current.sum(dim=-2))
     return torch.stack(sums, dim=-1).to(torch.float64) / n
 
@@ -112,7 +114,7 @@ class _SmoothStatistic(torch.autograd.Function):
         means = _cosine_means(first, modes)
         q = 2.0 * n * (means * means).sum(dim=-1)  # (..., d)
         # d cos(theta) / dx = -pi sin(theta) phi(x)
-        slope = sine.mul_(torch.exp(-0.5 * x * x)).mul_(-math.pi / math.sqrt(2.0 * math.pi))
+        slope = sine.mul_(x.square().mul_(-0.5).exp_()).mul_(-math.pi / math.sqrt(2.0 * math.pi))
         ctx.save_for_backward(first, slope)
         ctx.modes, ctx.means, ctx.q = modes, means, q
         return (q * q).mean(dim=-1)
@@ -126,8 +128,11 @@ class _SmoothStatistic(torch.autograd.Function):
         # coordinate a polynomial of degree K - 1 in cos(theta_ij), evaluated by Horner
         weight = grad[..., None, None] * 8.0 * ctx.q[..., None] * ctx.means / d  # (..., d, K)
         polynomial = (weight @ _chebyshev_derivatives(modes, weight)).to(first.dtype)  # (..., d, K): c^0..c^(K-1)
-        total = polynomial[..., None, :, modes - 1].expand_as(first).clone()
-        for p in range(modes - 2, -1, -1):
+        if modes == 1:
+            total = polynomial[..., None, :, 0].expand_as(first).clone()
+        else:
+            total = torch.addcmul(polynomial[..., None, :, modes - 2], first, polynomial[..., None, :, modes - 1])
+        for p in range(modes - 3, -1, -1):
             total.mul_(first).add_(polynomial[..., None, :, p])
         return total.mul_(slope), None
 
