@@ -1,7 +1,7 @@
 """Detection by the library's regularizers as a user builds them (calibrated), on the design sources at N = 1024.
 
-Calibrated z (``latentshape.bench.regularizers.zscore``) of ``WristbandLoss()`` (today's default,
-closed-form null), ``WristbandLoss(method="pairwise")``, ``SIGReg``, ``GaussianMMD``,
+Calibrated z (``latentshape.bench.regularizers.zscore``) of the previous default
+``WristbandLoss(lambda_sharp=0, lambda_coord=0)`` and its pairwise path (closed-form nulls), ``SIGReg``, ``GaussianMMD``,
 ``SlicedWassersteinGaussian`` and ``MomentMatchingLoss`` (Monte-Carlo nulls of 200 batches), mean
 of the same 2 batches per source as ``allorder_components.py``; saved to ``results/allorder_peers.json``.
 
@@ -25,8 +25,8 @@ from latentshape import GaussianMMD, MomentMatchingLoss, SIGReg, SlicedWasserste
 from latentshape.bench.regularizers import zscore  # noqa: E402
 
 PEERS = {
-    "WristbandLoss()": lambda: WristbandLoss(calibrate=True),
-    "WristbandLoss(pairwise)": lambda: WristbandLoss(method="pairwise", calibrate=True, calibration_samples=200),
+    "previous default": lambda: WristbandLoss(lambda_sharp=0, lambda_coord=0),
+    "WristbandLoss(pairwise)": lambda: WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0),
     "SIGReg": lambda: SIGReg(calibrate=True, null_samples=200),
     "GaussianMMD": lambda: GaussianMMD(calibrate=True, null_samples=200),
     "SlicedW2": lambda: SlicedWassersteinGaussian(calibrate=True, null_samples=200),

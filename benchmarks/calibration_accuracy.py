@@ -47,7 +47,7 @@ def accuracy(sizes, dims, degrees) -> None:
     for degree in degrees:
         for n in sizes:
             for d in dims:
-                config = WristbandConfig(degree=degree)
+                config = WristbandConfig(degree=degree, sharp=False, coordinates=False)
                 samples = draws_for(n, d, degree)
                 check = check_null_stats(config, n, d, samples=samples)
                 active = [0, 1, 3] + ([2] if degree > 0 else [])
@@ -88,7 +88,7 @@ def radial_accuracy(sizes) -> None:
 def cost(shapes) -> None:
     print("\n| N | d | closed form (first call) | Monte-Carlo, 512 batches |")
     print("|---|---|---|---|")
-    config = WristbandConfig()
+    config = WristbandConfig(sharp=False, coordinates=False)
     for n, d in shapes:
         start = time.perf_counter()
         spectral_null_stats(config, n, d)

@@ -33,7 +33,7 @@ WEIGHTS = torch.tensor([1.0, 0.1, 0.0, 1.0], dtype=torch.float64)
 
 
 def config_for(c: float) -> WristbandConfig:
-    return WristbandConfig(method="pairwise", beta=BETA, alpha=math.sqrt(c / (2.0 * BETA)))
+    return WristbandConfig(method="pairwise", beta=BETA, alpha=math.sqrt(c / (2.0 * BETA)), sharp=False, coordinates=False)
 
 
 def raw_for_scales(x: torch.Tensor, scales, dtype=torch.float64) -> torch.Tensor:

@@ -111,10 +111,10 @@ class NullStats:
         null. Returns ``(total (...), z (..., C))`` in ``dtype`` (default: ``values``' dtype).
 
         Both are formed in float64 (where the device has it) and *saturate* at
-        :data:`SATURATION` times the largest finite value of ``dtype`` (~5e33 in float32): a raw value
+        ``SATURATION`` times the largest finite value of ``dtype`` (~5e33 in float32): a raw value
         that fits its dtype can still have a z-score beyond it (the null sd is small), and a silent
         inf would turn every gradient into NaN. Beyond the cap the value is +-cap and the gradient
-        is the total's own, scaled by cap / |total|: the same descent direction, so training can
+        is the total's own, scaled by cap / ``abs(total)``: the same descent direction, so training can
         pull an exploding encoder back. The headroom under the dtype's largest value keeps a mean
         over leading dims or a weighted sum with other losses finite.
 

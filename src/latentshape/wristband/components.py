@@ -123,7 +123,7 @@ class WristbandConfig:
             raise ValueError(f"block must be None (automatic) or an integer >= 1, got {self.block!r}")
 
     def block_size(self, n: int, d: int) -> int:
-        """Residual block size of the sharp term at (N, d): ``block``, or :func:`default_block`."""
+        """Residual block size of the sharp term at (N, d): ``block``, or ``default_block(N, d)``."""
         return min(n, self.block) if self.block is not None else default_block(n, d)
 
     @property
