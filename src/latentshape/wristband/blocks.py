@@ -100,12 +100,14 @@ def block_residual_energy(
     scales: tuple[float, ...],
     weights: tuple[float, ...],
     block: int,
+    low: tuple[float, float, float] | None = None,
 ) -> Tensor:
     r"""Residual (degrees >= 3) wristband energy :math:`E_{>2}` of ``(B, N, d)`` directions and ``(B, N)`` radii.
 
     ``radial`` = :math:`a_0..a_K` (:func:`~latentshape.wristband.spectral.radial_coefficients`),
-    ``scales`` the chordal :math:`c_s` and ``weights`` their :math:`w_s`, ``block`` the largest block.
-    Returns shape ``(B,)``.
+    ``scales`` the chordal :math:`c_s` and ``weights`` their :math:`w_s`, ``block`` the largest block,
+    ``low`` the kernel's :math:`\lambda_0..\lambda_2` if already known (:func:`low_degree_coefficients`;
+    passing them keeps the coefficient cache out of a ``torch.compile`` trace). Returns shape ``(B,)``.
 
     >>> g = torch.Generator().manual_seed(0)
     >>> u = torch.nn.functional.normalize(torch.randn(1, 64, 3, generator=g, dtype=torch.float64), dim=-1)
@@ -119,16 +121,17 @@ def block_residual_energy(
         raise ValueError(f"block must be >= 1, got {block}")
     if len(scales) != len(weights) or not scales:
         raise ValueError("scales and weights must be non-empty and of the same length")
+    if low is None:
+        low = low_degree_coefficients(direction.shape[-1], tuple(scales), tuple(weights))
     return _BlockResidual.apply(direction, t, tuple(float(a) for a in radial), tuple(float(c) for c in scales),
-                                tuple(float(w) for w in weights), int(block))
+                                tuple(float(w) for w in weights), int(block), tuple(float(v) for v in low))
 
 
 class _BlockResidual(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, direction, t, radial, scales, weights, block):  # type: ignore[override]
+    def forward(ctx, direction, t, radial, scales, weights, block, low):  # type: ignore[override]
         batch, n, d = direction.shape
         sizes = block_sizes(n, block)
-        low = low_degree_coefficients(d, scales, weights)
         a = torch.tensor(radial, dtype=direction.dtype, device=direction.device)
         frequencies = math.pi * torch.arange(len(radial), dtype=direction.dtype, device=direction.device)
         total = direction.new_zeros(batch, dtype=torch.float64)
@@ -165,7 +168,7 @@ class _BlockResidual(torch.autograd.Function):
             grad_w = ((kernel @ w) * a).mul_(torch.sin(angle)).mul_(-frequencies)
             grad_direction[:, rows] = grad_u.mul_(factor).view(batch, size * count, d)
             grad_t[:, rows] = (grad_w.sum(-1, keepdim=True).mul_(factor)).view(batch, size * count)
-        return grad_direction, grad_t, None, None, None, None
+        return grad_direction, grad_t, None, None, None, None, None
 
 
 def allorder_energy(
@@ -198,4 +201,4 @@ def allorder_energy(
 
     low = low_degree_coefficients(direction.shape[-1], scales, weights)
     head, angular_mean = spectral_kernel_sums(direction, t, radial, low)
-    return head + block_residual_energy(direction, t, radial, scales, weights, block), angular_mean
+    return head + block_residual_energy(direction, t, radial, scales, weights, block, low=low), angular_mean

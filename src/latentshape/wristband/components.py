@@ -200,7 +200,7 @@ def _kernel_sums(
     head = (energy_from_sums(sums, n_total, d, radial, sharp) if sums is not None
             else spectral_kernel_sums(direction, t, radial, sharp))[0]
     block = config.block_size(n_total, d)
-    residual = block_residual_energy(direction, t, radial, (float(config.sharp_scale),), (1.0,), block)
+    residual = block_residual_energy(direction, t, radial, (float(config.sharp_scale),), (1.0,), block, low=sharp)
     return energy, angular_mean, head + residual, cdf, score
 
 
