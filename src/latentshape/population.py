@@ -129,23 +129,30 @@ class PopulationMode(nn.Module):
             return self.loss(x)
         x, n = self._validated(x)
         with autocast_disabled(x.device):
-            if self.feature_extra.numel() == 0:
-                extra = self.features.setup(x)
-                if extra is not None:
-                    self.feature_extra = extra.detach().to(torch.float64)
-            extra = self.feature_extra if self.feature_extra.numel() else None
-            sums = self.features.sums(x, extra)
-            if self.loss.distributed and is_distributed():
-                sums = all_reduce_sum(sums)
-            means, n_eff = self._pooled(sums, n)
-            raw = self.features.raw(means, n_eff, extra)
+            extra = self._extra(x)
+            sums = self.features.sums(x, extra)  # the per-point work: traced by torch.compile
+        return self._population_value(sums, n, extra, x).to(torch.promote_types(x.dtype, torch.float32))
+
+    @torch.compiler.disable  # buffers, N_eff and the null lookup change every step: run eagerly, never guarded on
+    def _population_value(self, sums: Tensor, n: int, extra: Tensor | None, x: Tensor) -> Tensor:
+        if self.loss.distributed and is_distributed():
+            sums = all_reduce_sum(sums)
+        means, n_eff = self._pooled(sums, n)
+        raw = self.features.raw(means, n_eff, extra)
         self._update(sums.detach(), n)
         weights = torch.tensor(self.loss.weights, dtype=raw.dtype, device=raw.device)
-        if self.loss.calibrate:
-            value = self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device).total(raw, weights)[0]
-        else:
-            value = (raw * weights).sum()
-        return value.to(torch.promote_types(x.dtype, torch.float32))
+        if not self.loss.calibrate:
+            return (raw * weights).sum()
+        return self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device).total(raw, weights)[0]
+
+    @torch.compiler.disable
+    def _extra(self, x: Tensor) -> Tensor | None:
+        """The feature map's fixed extra tensor (drawn at the first batch), or None."""
+        if self.feature_extra.numel() == 0:
+            extra = self.features.setup(x)
+            if extra is not None:
+                self.feature_extra = extra.detach().to(torch.float64)
+        return self.feature_extra if self.feature_extra.numel() else None
 
     def _validated(self, x: Tensor) -> tuple[Tensor, int]:
         """Checked rows ``(N, d)`` and N (the global N under ``distributed=True``)."""
