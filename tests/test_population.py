@@ -207,3 +207,19 @@ def test_errors_are_specific():
         population(torch.randn(8, 4))
     with pytest.raises(ValueError, match="NaN"):
         population(torch.full((8, 3), math.nan))
+
+
+@pytest.mark.slow
+def test_compiled_module_matches_eager():
+    eager = PopulationMode(SIGReg(slices=8, points=9, seed=2), window=3)
+    compiled = torch.compile(PopulationMode(SIGReg(slices=8, points=9, seed=2), window=3))
+    generator = torch.Generator().manual_seed(9)
+    for _ in range(4):
+        x = torch.randn(32, 3, generator=generator)
+        a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        expected = eager(a)
+        expected.backward()
+        value = compiled(b)
+        value.backward()
+        assert float(value.detach()) == pytest.approx(float(expected.detach()), rel=1e-4, abs=1e-5)
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6)
