@@ -73,3 +73,8 @@ __all__ += ["check", "Report"]
 from .models import GaussianAutoencoder, train_autoencoder  # noqa: E402
 
 __all__ += ["GaussianAutoencoder", "train_autoencoder"]
+
+# Population mode: a batch statistic scored on a running estimate pooled over batches
+from .population import PopulationMode  # noqa: E402
+
+__all__ += ["PopulationMode"]
