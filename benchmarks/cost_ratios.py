@@ -65,11 +65,11 @@ def main() -> None:
     from latentshape import WristbandLoss
 
     cases = [
-        ("default (degree 2)", WristbandLoss(calibrate=True), 65536, 16),
-        ("degree 1", WristbandLoss(degree=1, calibrate=True), 65536, 16),
-        ("pairwise", WristbandLoss(method="pairwise", calibrate=False), 1024, 32),
+        ("default (all orders)", WristbandLoss(calibrate=True), 65536, 16),
+        ("degree 1 (seed configuration)", WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0, calibrate=True), 65536, 16),
+        ("pairwise", WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0, calibrate=False), 1024, 32),
         ("Gram + exp reference", gram_exp, 1024, 32),
-        ("pairwise", WristbandLoss(method="pairwise", calibrate=False), 4096, 128),
+        ("pairwise", WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0, calibrate=False), 4096, 128),
         ("Gram + exp reference", gram_exp, 4096, 128),
     ]
     print("| case | N | d | time / triv (fwd+bwd, float32, 1 thread, interleaved medians) |\n|---|---|---|---|")

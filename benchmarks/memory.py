@@ -33,8 +33,8 @@ def make(name: str):
 
     return {
         "wristband": lambda: WristbandLoss(calibrate=True),
-        "wristband degree 1": lambda: WristbandLoss(degree=1, calibrate=True),
-        "wristband pairwise": lambda: WristbandLoss(method="pairwise", calibrate=False),
+        "wristband degree 1": lambda: WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0, calibrate=True),
+        "wristband pairwise": lambda: WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0, calibrate=False),
         "moments": lambda: MomentMatchingLoss(calibrate=False),
         "moments w2": lambda: MomentMatchingLoss(penalty="w2", calibrate=False),
         "moments kl_diag": lambda: MomentMatchingLoss(penalty="kl_diag", calibrate=False),

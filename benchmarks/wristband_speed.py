@@ -22,7 +22,7 @@ def build(method: str, degree: int, n: int, d: int, device: str):
     from latentshape import WristbandLoss
 
     torch.manual_seed(0)
-    loss_fn = WristbandLoss(method=method, degree=degree, calibrate=False)
+    loss_fn = WristbandLoss(method=method, degree=degree, lambda_sharp=0, lambda_coord=0, calibrate=False)
     x = torch.randn(n, d, device=device, requires_grad=True)
 
     def step():
