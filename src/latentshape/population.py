@@ -61,7 +61,8 @@ def feature_map(loss: BatchStatistic):
     if found is None:
         raise ValueError(
             f"{type(loss).__name__} has no population mode (it is not a function of feature means); "
-            "supported: MomentMatchingLoss, SIGReg, or a statistic defining population_feature_map()"
+            "supported: MomentMatchingLoss, SIGReg, WristbandLoss(lambda_sharp=0), "
+            "or a statistic defining population_feature_map()"
         )
     return found
 
@@ -70,7 +71,8 @@ class PopulationMode(nn.Module):
     r"""Wrap a batch statistic so that it scores a running estimate of the population, not one batch.
 
     Args:
-        loss: a :class:`~latentshape.MomentMatchingLoss` or :class:`~latentshape.SIGReg` (its own
+        loss: a :class:`~latentshape.MomentMatchingLoss`, :class:`~latentshape.SIGReg` or
+            :class:`~latentshape.WristbandLoss` with ``lambda_sharp=0`` (its own
             ``calibrate``, weights and ``distributed`` apply).
         window: K, the number of batches pooled (the current one and K - 1 stored); default 16.
         momentum: a in (0, 1], an exponential moving average instead (exclusive with ``window``).

@@ -50,7 +50,7 @@ def test_raw_components_are_the_full_data_ones_and_rad_is_the_batch_one():
     last = _filled(population, data, batch)
     features = population.features
     means, n_eff = population._pooled(features.sums(last, None), batch)
-    pooled = features.raw(means, n_eff, None) + features.batch_raw(last)
+    pooled = (features.raw(means, n_eff, None) + features.batch_raw(last)).detach()
     full = raw_components(data, population.loss.config)
     alone = raw_components(last.detach(), population.loss.config)
     assert n_eff == data.shape[0]
