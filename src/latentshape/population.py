@@ -61,7 +61,7 @@ def feature_map(loss: BatchStatistic):
     if found is None:
         raise ValueError(
             f"{type(loss).__name__} has no population mode (it is not a function of feature means); "
-            "supported: MomentMatchingLoss, SIGReg, WristbandLoss(lambda_sharp=0), "
+            "supported: MomentMatchingLoss, SIGReg, WristbandLoss, "
             "or a statistic defining population_feature_map()"
         )
     return found
@@ -72,7 +72,7 @@ class PopulationMode(nn.Module):
 
     Args:
         loss: a :class:`~latentshape.MomentMatchingLoss`, :class:`~latentshape.SIGReg` or
-            :class:`~latentshape.WristbandLoss` with ``lambda_sharp=0`` (its own
+            :class:`~latentshape.WristbandLoss` (global spectral path; its own
             ``calibrate``, weights and ``distributed`` apply).
         window: K, the number of batches pooled (the current one and K - 1 stored); default 16.
         momentum: a in (0, 1], an exponential moving average instead (exclusive with ``window``).
@@ -146,9 +146,9 @@ class PopulationMode(nn.Module):
             sums = all_reduce_sum(sums)
         means, n_eff = self._pooled(sums, n)
         raw = self.features.raw(means, n_eff, extra)
-        per_batch = getattr(self.features, "batch_raw", None)  # components that stay per batch (wristband's rad)
-        if per_batch is not None:
-            raw = raw + per_batch(x)
+        with_batch = getattr(self.features, "with_batch", None)  # components that stay per batch (wristband's rad)
+        if with_batch is not None:
+            raw = with_batch(raw, x)
         self._update(sums.detach(), n)
         weights = torch.tensor(self.loss.weights, dtype=raw.dtype, device=raw.device)
         if not self.loss.calibrate:

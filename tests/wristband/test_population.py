@@ -10,7 +10,9 @@ import torch
 from latentshape import WristbandLoss
 from latentshape.population import PopulationMode
 from latentshape.wristband.components import raw_components
+from latentshape.wristband.blocks import low_degree_coefficients
 from latentshape.wristband.coordinates import coordinate_smooth_statistic
+from latentshape.wristband.mercer import radial_coefficients
 
 
 def _data(rows: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -50,7 +52,7 @@ def test_raw_components_are_the_full_data_ones_and_rad_is_the_batch_one():
     last = _filled(population, data, batch)
     features = population.features
     means, n_eff = population._pooled(features.sums(last, None), batch)
-    pooled = (features.raw(means, n_eff, None) + features.batch_raw(last)).detach()
+    pooled = (features.with_batch(features.raw(means, n_eff, None), last)).detach()
     full = raw_components(data, population.loss.config)
     alone = raw_components(last.detach(), population.loss.config)
     assert n_eff == data.shape[0]
@@ -61,9 +63,48 @@ def test_raw_components_are_the_full_data_ones_and_rad_is_the_batch_one():
     assert float(pooled[5]) == pytest.approx(float(coordinate_smooth_statistic(data)), rel=1e-9)
 
 
+def _sharp_head(x: torch.Tensor, beta: float, k_modes: int, scale: float) -> torch.Tensor:
+    """Degrees <= 2 of the sharp wristband energy by an explicit double sum over pairs (zonal harmonics)."""
+    m, d = x.shape
+    norm2 = (x * x).sum(dim=-1)
+    u = x / norm2.sqrt().unsqueeze(-1)
+    t = torch.special.gammainc(torch.full_like(norm2, d / 2), norm2 / 2)  # chi2_d CDF of |x|^2
+    a = torch.tensor(radial_coefficients(beta, k_modes), dtype=x.dtype)
+    lam = low_degree_coefficients(d, (scale,), (1.0,))
+    w = torch.cos(t.unsqueeze(-1) * torch.pi * torch.arange(k_modes + 1, dtype=x.dtype))
+    radial = (w * a) @ w.T
+    cosine = u @ u.T
+    angular = lam[0] + lam[1] * d * cosine + lam[2] * (d + 2) / 2 * (d * cosine**2 - 1)
+    return (radial * angular).sum() / m**2
+
+
+def test_sharp_term_pools_its_low_degrees_and_keeps_the_batch_residual():
+    # Reference: sharp = log(E_<=2(all data) + E_>2(batch)) / beta, with E_<=2 by brute force and the
+    # batch's residual as its full sharp energy minus its brute-force head; the rest: the full-data loss.
+    data, batch = _data(4 * 64, 4, seed=2), 64
+    loss = WristbandLoss(lambda_rad=0, lambda_ang=0.5, calibrate=False)
+    population = PopulationMode(loss, window=4)
+    last = _filled(population, data, batch)
+    value = population(last)
+    value.backward()
+    full = torch.cat([data[:-batch], last.detach()]).requires_grad_(True)
+    config, beta = loss.config, loss.config.beta
+    raw = raw_components(full, config)
+    alone = full[-batch:]
+    residual = torch.exp(beta * raw_components(alone, config)[4]) - _sharp_head(alone, beta, config.k_modes, 8.0)
+    sharp = torch.log(_sharp_head(full, beta, config.k_modes, 8.0) + residual) / beta
+    reference = raw[0] + 0.5 * raw[2] + raw[3] + sharp + raw[5]
+    reference.backward()
+    assert float(value.detach()) == pytest.approx(float(reference.detach()), rel=1e-9)
+    torch.testing.assert_close(last.grad, full.grad[-batch:], rtol=1e-6, atol=1e-10)
+    sharp_only = PopulationMode(WristbandLoss(lambda_rad=0, lambda_mom=0, lambda_coord=0, calibrate=False), window=4)
+    assert torch.isfinite(sharp_only(_data(32, 4))).item()
+
+
+@pytest.mark.parametrize("sharp", [0.0, 1.0])
 @pytest.mark.parametrize("calibrate", [False, True])
-def test_window_one_is_the_batch_loss(calibrate):
-    loss = WristbandLoss(lambda_sharp=0, calibrate=calibrate)
+def test_window_one_is_the_batch_loss(calibrate, sharp):
+    loss = WristbandLoss(lambda_sharp=sharp, calibrate=calibrate)
     population = PopulationMode(loss, window=1)
     for seed in range(3):
         x = _data(64, 6, seed=seed)
@@ -117,8 +158,6 @@ def test_state_dict_round_trip_and_eval_mode():
 
 
 def test_unsupported_configurations_are_refused():
-    with pytest.raises(ValueError, match="lambda_sharp=0"):
-        PopulationMode(WristbandLoss())
     with pytest.raises(ValueError, match="method='spectral'"):
         PopulationMode(WristbandLoss(lambda_sharp=0, method="pairwise"))
     with pytest.raises(ValueError, match="average='global'"):

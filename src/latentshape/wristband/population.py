@@ -14,21 +14,25 @@ features, so :class:`latentshape.PopulationMode` can evaluate them on a running 
   :math:`Q_j = 2n\sum_k c_{jk}^2` and :math:`\frac1d\sum_j Q_j^2`.
 
 The radial term ``rad`` is a sort statistic (a transport cost between the sorted radii and fixed
-quantiles): it is not a function of feature means and stays **per batch**. The sharp term is not
-supported yet (its degrees >= 3 are pairwise on blocks): build the loss with ``lambda_sharp=0``.
+quantiles): it is not a function of feature means and stays **per batch**. The sharp term is split:
+:math:`\mathrm{sharp} = \log(E_{\le 2} + E_{>2})/\beta` with its degrees <= 2 :math:`E_{\le 2}` from
+the pooled spectral sums and its residual :math:`E_{>2}` (pairwise on blocks) from the batch alone.
 
-Calibration: the pooled components' null law is the loss's closed form at the effective size
-:math:`N_{eff}`, ``rad``'s at the batch's N. A component pooled over :math:`N_{eff}` points shares
+Calibration (without the sharp term): the pooled components' null law is the loss's closed form at
+the effective size :math:`N_{eff}`, ``rad``'s at the batch's N. A component pooled over :math:`N_{eff}` points shares
 a fraction :math:`N/N_{eff}` of its points with the batch; for statistics that are (to leading
 order) quadratic forms of centred feature means, :math:`\mathrm{Cov}(m_N^\top A m_N,\
 m^\top B m) = 2\,\mathrm{tr}(A\Sigma B\Sigma)/N_{eff}^2`, so the correlation between ``rad`` and a
-pooled component is the batch's correlation times :math:`N/N_{eff}`.
+pooled component is the batch's correlation times :math:`N/N_{eff}`. With the sharp term (part
+pooled, part per batch) the whole null is Monte-Carlo: ``null_samples`` draws of :math:`N_{eff}`
+points from N(0, I), every pooled piece on all of them and the per-batch pieces on the last N (the
+exact law for a window), once per (N_eff, N, d).
 
 >>> from latentshape import WristbandLoss
->>> loss = WristbandLoss(lambda_sharp=0, calibrate=False)
+>>> loss = WristbandLoss(calibrate=False)
 >>> features = WristbandFeatures(loss)
 >>> x = torch.randn(200, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
->>> raw = features.raw(features.sums(x, None) / 200, 200, None) + features.batch_raw(x)
+>>> raw = features.with_batch(features.raw(features.sums(x, None) / 200, 200, None), x)
 >>> torch.allclose(raw, loss.raw(x))     # at the batch's own means: the batch statistic
 True
 """
@@ -46,34 +50,33 @@ from ..validation import autocast_disabled
 from .components import COMPONENT_NAMES, kernel_coefficients
 from .coordinates import DEFAULT_MODES
 from .loss import WristbandLoss
+from .blocks import block_residual_energy
 from .map import map_unchecked
 from .radial import radial_cost
 from .spectral import SpectralSums, energy_from_sums, spectral_sums
 
 __all__ = ["WristbandFeatures", "wristband_feature_map"]
 
-_RAD = COMPONENT_NAMES.index("rad")
+_RAD, _SHARP = COMPONENT_NAMES.index("rad"), COMPONENT_NAMES.index("sharp")
 _DIAGONAL_PENALTIES = ("kl_diag", "jeff_diag")
 
 
 class WristbandFeatures:
-    r"""Spectral, moment and coordinate feature sums of a :class:`~latentshape.WristbandLoss` with
-    ``lambda_sharp=0`` (global spectral path); ``rad`` is computed on the batch alone."""
+    r"""Spectral, moment and coordinate feature sums of a :class:`~latentshape.WristbandLoss` (global
+    spectral path); ``rad`` and the sharp term's residual are computed on the batch alone."""
 
     def __init__(self, loss: WristbandLoss) -> None:
         config = loss.config
         if config.method != "spectral" or config.average != "global":
             raise ValueError("population mode of WristbandLoss needs method='spectral' and average='global' "
                              f"(got method={config.method!r}, average={config.average!r})")
-        if config.sharp:
-            raise ValueError("population mode of WristbandLoss does not support the sharp term yet: "
-                             "build it with lambda_sharp=0")
         if loss.distributed:
             raise ValueError("population mode of WristbandLoss does not support distributed=True yet "
                              "(its radial term would need the global batch)")
         self.loss = loss
         self.config = config
         self.modes = config.k_modes + 1
+        self.degree = 2 if config.sharp else config.degree  # the sharp term's degrees <= 2 need the d x d sums
         self._nulls: dict[tuple[int, int, int, str], NullStats] = {}
 
     def setup(self, x: Tensor) -> Tensor | None:
@@ -84,7 +87,7 @@ class WristbandFeatures:
         """The feature sums of a batch ``(N, d)``, flattened, float64: spectral, then moments, then coordinates."""
         x64 = x.to(torch.float64)
         direction, cdf, _ = map_unchecked(x64)
-        spectral = spectral_sums(direction.unsqueeze(0), cdf.unsqueeze(0), self.modes, self.config.degree)
+        spectral = spectral_sums(direction.unsqueeze(0), cdf.unsqueeze(0), self.modes, self.degree)
         parts = [part.reshape(-1) for part in spectral if part.numel()]
         parts += [x64.sum(dim=0), (x64.T @ x64).reshape(-1)]
         if self.config.coordinates:
@@ -92,41 +95,69 @@ class WristbandFeatures:
         return torch.cat(parts)
 
     def raw(self, means: Tensor, n: float, extra: Tensor | None) -> Tensor:
-        """Raw ``(rep, 0, ang, mom, 0, coord)`` at feature means ``means`` and effective size ``n`` (float64)."""
+        """Pooled ``(rep, 0, ang, mom, E_<=2, coord)`` at feature means ``means`` and effective size ``n``
+        (float64; :meth:`with_batch` completes ``rad`` and turns the sharp energy's head into ``sharp``)."""
         d = self.width(means.shape[-1])
         spectral, mean, second, cosines = self._split(means, d)
-        radial, angular, _ = kernel_coefficients(self.config, d)
-        energy, angular_mean = energy_from_sums(_scaled_sums(spectral, n), n, d, radial, angular)
+        radial, angular, sharp_low = kernel_coefficients(self.config, d)
+        spectral = _scaled_sums(spectral, n)
+        angular = tuple(angular) + (0.0,) * (self.degree - self.config.degree)
+        energy, angular_mean = energy_from_sums(spectral, n, d, radial, angular)
         tiny = torch.finfo(torch.float64).tiny
         rep = torch.log(energy.clamp_min(tiny)).reshape(()) / self.config.beta
         ang = torch.log(angular_mean.clamp_min(tiny)).reshape(()) / self.config.beta
         mom = _moment_from_means(mean, second, n, self.config.moment)
         zero = rep.new_zeros(())
+        head = energy_from_sums(spectral, n, d, radial, sharp_low)[0].reshape(()) if sharp_low else zero
         if cosines is not None:
             q = 2.0 * n * (cosines * cosines).sum(dim=-1)
             coord = (q * q).mean()
         else:
             coord = zero
-        return torch.stack([rep, zero, ang, mom, zero, coord])
+        return torch.stack([rep, zero, ang, mom, head, coord])
 
-    def batch_raw(self, x: Tensor) -> Tensor:
-        """The per-batch components of ``x`` ``(N, d)``: ``rad`` in its slot, zeros elsewhere (float64)."""
+    def with_batch(self, pooled: Tensor, x: Tensor) -> Tensor:
+        """The raw components from :meth:`raw`'s ``pooled`` and the batch ``x`` ``(N, d)``: ``rad`` of the
+        batch, and ``sharp = log(E_<=2 + E_>2(batch)) / beta`` (float64)."""
         with autocast_disabled(x.device):
-            _, cdf, score = map_unchecked(x.to(torch.float64))
-            rad = radial_cost(cdf, score).to(torch.float64)
-        out = rad.new_zeros(len(COMPONENT_NAMES))
-        return out.index_put((torch.tensor([_RAD], device=out.device),), rad.reshape(1))
+            direction, cdf, score = map_unchecked(x.to(torch.float64))
+            rad = radial_cost(cdf, score).reshape(())
+            sharp = pooled[_SHARP]
+            if self.config.sharp:
+                residual = self._residual(direction, cdf)
+                tiny = torch.finfo(torch.float64).tiny
+                sharp = torch.log((pooled[_SHARP] + residual).clamp_min(tiny)) / self.config.beta
+        return torch.stack([pooled[0], rad, pooled[2], pooled[3], sharp, pooled[5]])
+
+    def _residual(self, direction: Tensor, t: Tensor) -> Tensor:
+        """The sharp kernel's degrees >= 3 on blocks of the batch, 0-d."""
+        n, d = direction.shape
+        radial, _, sharp_low = kernel_coefficients(self.config, d)
+        return block_residual_energy(direction.unsqueeze(0), t.unsqueeze(0), radial, (float(self.config.sharp_scale),),
+                                     (1.0,), self.config.block_size(n, d), low=sharp_low).reshape(())
 
     def null_stats(self, n_eff: float, n: int, d: int, device: torch.device | str = "cpu") -> NullStats:
         """Null law of :meth:`raw` + :meth:`batch_raw`: pooled components at round(N_eff), ``rad`` at N,
         their correlations scaled by N / N_eff (module docstring); cached."""
         pooled_n = max(int(round(n_eff)), n)
         key = (pooled_n, int(n), int(d), str(device))
+        if key not in self._nulls and self.config.sharp and pooled_n > n:
+            self._nulls[key] = self._monte_carlo_null(pooled_n, int(n), int(d))
         if key not in self._nulls:
             pooled = self.loss.null_stats(pooled_n, d, device=device)
             self._nulls[key] = pooled if pooled_n == n else mixed_null_stats(
                 pooled, self.loss.null_stats(n, d, device=device), n / pooled_n)
         return self._nulls[key]
+
+    @torch.no_grad()
+    def _monte_carlo_null(self, pooled_n: int, n: int, d: int) -> NullStats:
+        """Null law by ``null_samples`` draws of ``pooled_n`` points, the batch being the last ``n`` of them."""
+        generator = torch.Generator().manual_seed(self.loss.null_seed)
+        values = []
+        for _ in range(self.loss.null_samples):
+            x = torch.randn(pooled_n, d, generator=generator, dtype=torch.float64)
+            values.append(self.with_batch(self.raw(self.sums(x, None) / pooled_n, pooled_n, None), x[-n:]))
+        return NullStats.from_samples(torch.stack(values))
 
     def width(self, features: int) -> int:
         """d from the number of features."""
@@ -138,12 +169,12 @@ class WristbandFeatures:
         return d
 
     def _count(self, d: int) -> int:
-        degree = self.config.degree
+        degree = self.degree
         spectral = self.modes * (1 + (d if degree >= 1 else 0) + (d * d if degree >= 2 else 0))
         return spectral + d + d * d + (DEFAULT_MODES * d if self.config.coordinates else 0)
 
     def _split(self, means: Tensor, d: int):
-        k, degree = self.modes, self.config.degree
+        k, degree = self.modes, self.degree
         sizes = [k, k * d if degree >= 1 else 0, k * d * d if degree >= 2 else 0, d, d * d,
                  DEFAULT_MODES * d if self.config.coordinates else 0]
         zeroth, first, second, mean, moment, cosines = means.split(sizes)
