@@ -128,6 +128,21 @@ def test_null_calibration_at_the_effective_size():
     assert 0.9 < float(values.std()) < 1.1
 
 
+@pytest.mark.slow
+def test_null_calibration_with_the_sharp_term():
+    # The sharp term's null is Monte-Carlo (2048 draws at each of N_eff = 128, 192, 256 during warm-up).
+    population = PopulationMode(WristbandLoss(null_samples=2048), window=4)
+    generator = torch.Generator().manual_seed(5)
+    values = []
+    for step in range(3000 + 10):
+        value = population(torch.randn(64, 4, generator=generator))
+        if step >= 10:
+            values.append(float(value))
+    values = torch.tensor(values)
+    assert abs(float(values.mean())) < 0.1
+    assert 0.9 < float(values.std()) < 1.1
+
+
 def test_rad_correlations_are_scaled_by_the_batch_share():
     population = PopulationMode(WristbandLoss(lambda_sharp=0), window=4)
     mixed = population.features.null_stats(512.0, 128, 6)
