@@ -47,10 +47,10 @@ from torch import Tensor
 from ..calibration import NullStats
 from ..gaussian.moment_penalties import gaussian_fit_penalty
 from ..validation import autocast_disabled
+from .blocks import block_residual_energy
 from .components import COMPONENT_NAMES, kernel_coefficients
 from .coordinates import DEFAULT_MODES
 from .loss import WristbandLoss
-from .blocks import block_residual_energy
 from .map import map_unchecked
 from .radial import radial_cost
 from .spectral import SpectralSums, energy_from_sums, spectral_sums
@@ -137,8 +137,9 @@ class WristbandFeatures:
                                      (1.0,), self.config.block_size(n, d), low=sharp_low).reshape(())
 
     def null_stats(self, n_eff: float, n: int, d: int, device: torch.device | str = "cpu") -> NullStats:
-        """Null law of :meth:`raw` + :meth:`batch_raw`: pooled components at round(N_eff), ``rad`` at N,
-        their correlations scaled by N / N_eff (module docstring); cached."""
+        """Null law of :meth:`with_batch`'s components at (N_eff, N, d), cached: without the sharp term the
+        closed forms (pooled components at round(N_eff), ``rad`` at N, their correlations scaled by
+        N / N_eff), with it Monte-Carlo (module docstring)."""
         pooled_n = max(int(round(n_eff)), n)
         key = (pooled_n, int(n), int(d), str(device))
         if key not in self._nulls and self.config.sharp and pooled_n > n:
