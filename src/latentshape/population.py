@@ -52,11 +52,17 @@ def feature_map(loss: BatchStatistic):
     """The feature map of ``loss``: its own ``population_feature_map()`` if it defines one, else the
     library's (moment matching, SIGReg); ``ValueError`` for a statistic with no population mode."""
     custom = getattr(loss, "population_feature_map", None)
-    found = custom() if callable(custom) else gaussian_feature_map(loss)
+    if callable(custom):
+        found = custom()
+    else:
+        from .wristband.population import wristband_feature_map  # the wristband package imports this one's peers
+
+        found = gaussian_feature_map(loss) or wristband_feature_map(loss)
     if found is None:
         raise ValueError(
             f"{type(loss).__name__} has no population mode (it is not a function of feature means); "
-            "supported: MomentMatchingLoss, SIGReg, or a statistic defining population_feature_map()"
+            "supported: MomentMatchingLoss, SIGReg, WristbandLoss, "
+            "or a statistic defining population_feature_map()"
         )
     return found
 
@@ -65,7 +71,8 @@ class PopulationMode(nn.Module):
     r"""Wrap a batch statistic so that it scores a running estimate of the population, not one batch.
 
     Args:
-        loss: a :class:`~latentshape.MomentMatchingLoss` or :class:`~latentshape.SIGReg` (its own
+        loss: a :class:`~latentshape.MomentMatchingLoss`, :class:`~latentshape.SIGReg` or
+            :class:`~latentshape.WristbandLoss` (global spectral path; its own
             ``calibrate``, weights and ``distributed`` apply).
         window: K, the number of batches pooled (the current one and K - 1 stored); default 16.
         momentum: a in (0, 1], an exponential moving average instead (exclusive with ``window``).
@@ -139,11 +146,17 @@ class PopulationMode(nn.Module):
             sums = all_reduce_sum(sums)
         means, n_eff = self._pooled(sums, n)
         raw = self.features.raw(means, n_eff, extra)
+        with_batch = getattr(self.features, "with_batch", None)  # components that stay per batch (wristband's rad)
+        if with_batch is not None:
+            raw = with_batch(raw, x)
         self._update(sums.detach(), n)
         weights = torch.tensor(self.loss.weights, dtype=raw.dtype, device=raw.device)
         if not self.loss.calibrate:
             return (raw * weights).sum()
-        return self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device).total(raw, weights)[0]
+        mixed = getattr(self.features, "null_stats", None)
+        stats = (mixed(n_eff, n, x.shape[-1], device=x.device) if mixed is not None
+                 else self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device))
+        return stats.total(raw, weights)[0]
 
     @torch.compiler.disable
     def _extra(self, x: Tensor) -> Tensor | None:
