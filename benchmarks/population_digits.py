@@ -7,7 +7,8 @@ full training embedding (N = 1437) and the held-out one (N = 360): tests rejecte
 Henze-Zirkler p; mean +- sd over seeds. Population mode is
 ``PopulationMode(loss, window=W)`` (default W = 12: about one epoch of batches).
 
-    python benchmarks/population_digits.py [--losses moment_matching,sigreg] [--weights 0.003,0.01,0.03,0.1] [--window 12]
+    python benchmarks/population_digits.py [--losses moment_matching,sigreg,wristband] [--weights 0.003,0.01,0.03,0.1]
+        [--window 12] [--modes batch,population]
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ import time
 
 import torch
 
-from latentshape import MomentMatchingLoss, PopulationMode, SIGReg
+from latentshape import MomentMatchingLoss, PopulationMode, SIGReg, WristbandLoss
 from latentshape.bench.regularizers import REGULARIZERS, register_regularizer
 from latentshape.bench.training import Cell, load_digits_split, run_cell
 
-BUILD = {"moment_matching": lambda: MomentMatchingLoss(), "sigreg": lambda: SIGReg()}
+BUILD = {"moment_matching": lambda: MomentMatchingLoss(), "sigreg": lambda: SIGReg(), "wristband": lambda: WristbandLoss()}
 COLUMNS = (("accuracy", "accuracy", 3), ("train rejected", "train_rejected", 1), ("test rejected", "test_rejected", 1),
            ("train -log10 HZ p", "train_hz_log10p", 1), ("test -log10 HZ p", "test_hz_log10p", 1))
 
@@ -40,7 +41,9 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=12)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--modes", default="batch,population", help="which of batch, population to run")
     args = parser.parse_args()
+    modes = args.modes.split(",")
     torch.set_num_threads(1)
     names = []
     for loss in args.losses.split(","):
@@ -48,7 +51,7 @@ def main() -> None:
         if name not in REGULARIZERS:
             register_regularizer(name, lambda d, calibrate, loss=loss: PopulationMode(BUILD[loss](), window=args.window),
                                  description=f"PopulationMode({loss}, window={args.window})")
-        names += [loss, name]
+        names += ([loss] if "batch" in modes else []) + ([name] if "population" in modes else [])
     data = load_digits_split()
     began, rows = time.perf_counter(), []
     for name in names:
