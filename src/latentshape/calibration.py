@@ -92,6 +92,30 @@ class NullStats:
         return cls(mean=torch.tensor([float(mean)], dtype=torch.float64), std=torch.tensor([std], dtype=torch.float64),
                    corr=torch.ones(1, 1, dtype=torch.float64), samples=0)
 
+    @classmethod
+    def from_covariances(cls, order: tuple[str, ...], mean: dict, sd: dict, slope: dict, covariances: dict) -> "NullStats":
+        r"""A closed form from per-component null means and sds and the raw covariances of the quantities behind them.
+
+        ``covariances[(p, q)]`` is the null covariance of the raw quantities behind components p and q;
+        ``slope[p]`` the first-order (delta-method) slope from that quantity to component p, so
+        :math:`\rho_{pq} = \mathrm{Cov}_{pq}\,s_p s_q / (\sigma_p \sigma_q)`, clipped to [-1, 1]. A component
+        missing from ``mean`` / ``sd`` or with sd 0 (constant under the null, or switched off) gets mean 0
+        if missing, sd 1 and no correlation, as in :meth:`from_samples`.
+
+        >>> stats = NullStats.from_covariances(("a", "b"), {"a": 1.0, "b": 0.0}, {"a": 2.0, "b": 1.0},
+        ...                                    {"a": 1.0, "b": 1.0}, {("a", "b"): 1.0})
+        >>> stats.corr[0, 1].item(), stats.std.tolist()
+        (0.5, [2.0, 1.0])
+        """
+        corr = torch.eye(len(order), dtype=torch.float64)
+        for (p, q), value in covariances.items():
+            if sd.get(p, 0.0) > 0 and sd.get(q, 0.0) > 0:
+                i, j = order.index(p), order.index(q)
+                corr[i, j] = corr[j, i] = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
+        return cls(mean=torch.tensor([float(mean.get(k, 0.0)) for k in order], dtype=torch.float64),
+                   std=torch.tensor([float(sd.get(k, 0.0)) or 1.0 for k in order], dtype=torch.float64),
+                   corr=corr, samples=0)
+
     def standardize(self, values: Tensor) -> Tensor:
         """z-scores of raw values ``(..., C)``, in ``values``' dtype and device."""
         mean = self.mean.to(values.device, values.dtype)

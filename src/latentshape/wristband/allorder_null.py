@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 
 from ..calibration import NullStats
 from .blocks import block_sizes, low_degree_coefficients
@@ -87,12 +86,7 @@ def allorder_null_stats(config, n: int, d: int) -> NullStats:
     mean = {k: v.mean / beta for k, v in logs.items()} | {"rad": rad.mean, "mom": mom.mean}
     if coord is not None:
         sd["C"], mean["C"] = coord.std, coord.mean
-    return NullStats(
-        mean=torch.tensor([mean.get(k, 0.0) for k in ORDER], dtype=torch.float64),
-        std=torch.tensor([sd.get(k, 0.0) or 1.0 for k in ORDER], dtype=torch.float64),
-        corr=correlation_matrix(ORDER, covariances, slope, sd),
-        samples=0,
-    )
+    return NullStats.from_covariances(ORDER, mean, sd, slope, covariances)
 
 
 def _add_sharp(covariances: dict, config, n: int, d: int, radial, broad, moment_variance: float) -> NullMoments:
@@ -112,13 +106,3 @@ def _add_sharp(covariances: dict, config, n: int, d: int, radial, broad, moment_
         covariances[("S", other)] = table[("E", other)]
     covariances[("E", "S")] = energy_cross_covariance(n, d, radial, broad, sharp_low, residual_trace, pairs)
     return moments
-
-
-def correlation_matrix(order: tuple[str, ...], covariances: dict, slope: dict, sd: dict) -> torch.Tensor:
-    """Correlations of the components from raw covariances (keys ``(p, q)``), first-order slopes and sds."""
-    corr = torch.eye(len(order), dtype=torch.float64)
-    for (p, q), value in covariances.items():
-        if sd.get(p, 0.0) > 0 and sd.get(q, 0.0) > 0:
-            i, j = order.index(p), order.index(q)
-            corr[i, j] = corr[j, i] = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
-    return corr

@@ -33,7 +33,6 @@ import functools
 import math
 
 import numpy as np
-import torch
 
 from ..calibration import NullStats
 from .blocks import block_sizes, low_degree_coefficients
@@ -141,15 +140,8 @@ def allorder_null_stats(
     covariances = kernel_null_covariances(n, d, radial, low, effective_trace, spread, moment, mom.variance)
     slope = {"E": 1.0 / (beta * energy.mean), "A": 1.0 / (beta * angle.mean), "rad": 1.0, "mom": 1.0}
     sd = {"E": rep.std / beta, "A": ang.std / beta, "rad": rad.std, "mom": mom.std}
-    order = ("E", "rad", "A", "mom")
-    corr = torch.eye(4, dtype=torch.float64)
-    for (p, q), value in covariances.items():
-        if sd[p] > 0 and sd[q] > 0:
-            i, j = order.index(p), order.index(q)
-            corr[i, j] = corr[j, i] = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
-    mean = torch.tensor([rep.mean / beta, rad.mean, ang.mean / beta, mom.mean], dtype=torch.float64)
-    std = torch.tensor([sd[name] for name in order], dtype=torch.float64)
-    return NullStats(mean=mean, std=torch.where(std > 0, std, torch.ones_like(std)), corr=corr, samples=0)
+    mean = {"E": rep.mean / beta, "rad": rad.mean, "A": ang.mean / beta, "mom": mom.mean}
+    return NullStats.from_covariances(("E", "rad", "A", "mom"), mean, sd, slope, covariances)
 
 
 def energy_cross_covariance(
@@ -230,13 +222,5 @@ def two_scale_null_stats(
     means = {"E": broad_energy.mean, "S": sharp_energy.mean, "A": angle.mean}
     slope = {k: 1.0 / (beta * m) for k, m in means.items()} | {"rad": 1.0, "mom": 1.0}
     sd = {k: logs[k].std / beta for k in ("E", "S", "A")} | {"rad": rad.std, "mom": mom.std}
-    order = ("E", "S", "rad", "A", "mom")
-    corr = torch.eye(5, dtype=torch.float64)
-    for (p, q), value in covariances.items():
-        if sd[p] > 0 and sd[q] > 0:
-            i, j = order.index(p), order.index(q)
-            corr[i, j] = corr[j, i] = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
-    mean = torch.tensor([logs["E"].mean / beta, logs["S"].mean / beta, rad.mean, logs["A"].mean / beta, mom.mean],
-                        dtype=torch.float64)
-    std = torch.tensor([sd[name] for name in order], dtype=torch.float64)
-    return NullStats(mean=mean, std=torch.where(std > 0, std, torch.ones_like(std)), corr=corr, samples=0)
+    mean = {k: logs[k].mean / beta for k in ("E", "S", "A")} | {"rad": rad.mean, "mom": mom.mean}
+    return NullStats.from_covariances(("E", "S", "rad", "A", "mom"), mean, sd, slope, covariances)

@@ -50,10 +50,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import torch
 from scipy import special
-
-from torch import Tensor
 
 from ..calibration import NullStats
 
@@ -333,15 +330,6 @@ def spectral_null_stats(config, n: int, d: int) -> NullStats:
     # first-order (delta) slopes of the logs: d rep / dE = 1 / (beta m_E), d ang / dA = 1 / (beta m_A)
     slope = {"E": 1.0 / (config.beta * energy.mean), "A": 1.0 / (config.beta * angle.mean), "rad": 1.0, "mom": 1.0}
     sd = {"E": rep.std, "A": math.sqrt(ang.variance / config.beta**2), "rad": rad.std, "mom": mom.std}
-    order = ("E", "rad", "A", "mom")
-    corr = torch.eye(4, dtype=torch.float64)
-    for (p, q), value in covariances.items():
-        if sd[p] > 0 and sd[q] > 0:
-            r = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
-            i, j = order.index(p), order.index(q)
-            corr[i, j] = corr[j, i] = r
-    mean = torch.tensor([rep.mean, rad.mean, ang.mean / config.beta, mom.mean], dtype=torch.float64)
-    std = torch.tensor([sd[name] for name in order], dtype=torch.float64)
+    mean = {"E": rep.mean, "rad": rad.mean, "A": ang.mean / config.beta, "mom": mom.mean}
     # a component that is constant under the null (ang at degree 0) gets sd 1, as in NullStats.from_samples
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    return NullStats(mean=mean, std=std, corr=corr, samples=0)
+    return NullStats.from_covariances(("E", "rad", "A", "mom"), mean, sd, slope, covariances)

@@ -26,7 +26,6 @@ summed kernel with [u, g u]: a few passes over each block instead of dozens.
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch

@@ -45,7 +45,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-import torch
 from scipy import special
 
 from ..calibration import NullStats
@@ -268,12 +267,5 @@ def pairwise_null_stats(config, n: int, d: int) -> NullStats:
         1.0, max(angular_square - lam0**2, 0.0), config.moment, mom.variance)
     slope = {"E": 1.0 / (beta * energy.mean), "A": 1.0 / (beta * angle.mean), "rad": 1.0, "mom": 1.0}
     sd = {"E": rep.std / beta, "A": ang.std / beta, "rad": rad.std, "mom": mom.std}
-    order = ("E", "rad", "A", "mom")
-    corr = torch.eye(4, dtype=torch.float64)
-    for (p, q), value in covariances.items():
-        if sd[p] > 0 and sd[q] > 0:
-            i, j = order.index(p), order.index(q)
-            corr[i, j] = corr[j, i] = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
-    mean = torch.tensor([rep.mean / beta, rad.mean, ang.mean / beta, mom.mean], dtype=torch.float64)
-    std = torch.tensor([sd[name] for name in order], dtype=torch.float64)
-    return NullStats(mean=mean, std=torch.where(std > 0, std, torch.ones_like(std)), corr=corr, samples=0)
+    mean = {"E": rep.mean / beta, "rad": rad.mean, "A": ang.mean / beta, "mom": mom.mean}
+    return NullStats.from_covariances(("E", "rad", "A", "mom"), mean, sd, slope, covariances)
