@@ -27,7 +27,8 @@ COLUMNS = (("accuracy", "accuracy", 3), ("train rejected", "train_rejected", 1),
            ("train -log10 HZ p", "train_hz_log10p", 1), ("train wristband z", "train_wristband", 1))
 
 
-def _pm(values: list[float], digits: int) -> str:
+def mean_sd(values: list[float], digits: int) -> str:
+    """'mean +- sd' of seeds' values (sd 0 for one seed)."""
     mean = statistics.fmean(values)
     spread = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{mean:.{digits}f} +- {spread:.{digits}f}"
@@ -56,7 +57,7 @@ def main() -> None:
     print("| loss | w | " + " | ".join(c[0] for c in COLUMNS) + " |")
     print("|---|---:|" + "---|" * len(COLUMNS))
     for label, w, records in rows:
-        cells = [_pm([float(r[key]) for r in records], digits) for _, key, digits in COLUMNS]
+        cells = [mean_sd([float(r[key]) for r in records], digits) for _, key, digits in COLUMNS]
         print(f"| {label} | {w:g} | " + " | ".join(cells) + " |")
     print(f"\n{time.perf_counter() - began:.0f} s")
 

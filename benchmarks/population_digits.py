@@ -14,7 +14,6 @@ Henze-Zirkler p; mean +- sd over seeds. Population mode is
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import torch
@@ -23,15 +22,11 @@ from latentshape import MomentMatchingLoss, PopulationMode, SIGReg, WristbandLos
 from latentshape.bench.regularizers import REGULARIZERS, register_regularizer
 from latentshape.bench.training import Cell, load_digits_split, run_cell
 
+from default_digits import mean_sd  # noqa: E402  (benchmarks/ is on the path when run as a script)
+
 BUILD = {"moment_matching": lambda: MomentMatchingLoss(), "sigreg": lambda: SIGReg(), "wristband": lambda: WristbandLoss()}
 COLUMNS = (("accuracy", "accuracy", 3), ("train rejected", "train_rejected", 1), ("test rejected", "test_rejected", 1),
            ("train -log10 HZ p", "train_hz_log10p", 1), ("test -log10 HZ p", "test_hz_log10p", 1))
-
-
-def _pm(values: list[float], digits: int) -> str:
-    mean = statistics.fmean(values)
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.{digits}f} +- {spread:.{digits}f}"
 
 
 def main() -> None:
@@ -62,7 +57,7 @@ def main() -> None:
     print("| loss | w | " + " | ".join(c[0] for c in COLUMNS) + " |")
     print("|---|---:|" + "---|" * len(COLUMNS))
     for name, w, records in rows:
-        print(f"| {name} | {w:g} | " + " | ".join(_pm([float(r[k]) for r in records], g) for _, k, g in COLUMNS) + " |")
+        print(f"| {name} | {w:g} | " + " | ".join(mean_sd([float(r[k]) for r in records], g) for _, k, g in COLUMNS) + " |")
     print(f"\n{time.perf_counter() - began:.0f} s")
 
 
