@@ -185,8 +185,9 @@ def _kernel_sums(
         score = all_gather_rows(score, dim=-1, sizes=rows)
         direction = all_gather_rows(direction, dim=-2, sizes=rows)
     t = cdf.to(x.dtype)
+    block = config.block_size(n_total, d) if sharp else 0
     sums = None
-    if sharp and uses_feature_sums(n_total, d, len(radial), 2, False):
+    if sharp and block < n_total and uses_feature_sums(n_total, d, len(radial), 2, False):
         sums = spectral_sums(direction, t, len(radial), 2)  # shared by rep (spectral) and sharp's degrees <= 2
     if config.method == "pairwise":
         kernel_rows, angular_rows = pairwise_row_sums(direction, t, config.beta, config.alpha_value, config.angular)
@@ -197,10 +198,13 @@ def _kernel_sums(
         energy, angular_mean = spectral_kernel_sums(direction, t, radial, angular, per_point=per_point)
     if not sharp:
         return energy, angular_mean, None, cdf, score
+    scale = (float(config.sharp_scale),)
+    if block >= n_total:  # one block holds all pairs: the whole kernel there (nothing subtracted) is the exact energy
+        whole = block_residual_energy(direction, t, radial, scale, (1.0,), block, low=(0.0, 0.0, 0.0))
+        return energy, angular_mean, whole, cdf, score
     head = (energy_from_sums(sums, n_total, d, radial, sharp) if sums is not None
             else spectral_kernel_sums(direction, t, radial, sharp))[0]
-    block = config.block_size(n_total, d)
-    residual = block_residual_energy(direction, t, radial, (float(config.sharp_scale),), (1.0,), block, low=sharp)
+    residual = block_residual_energy(direction, t, radial, scale, (1.0,), block, low=sharp)
     return energy, angular_mean, head + residual, cdf, score
 
 
