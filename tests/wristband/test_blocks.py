@@ -54,6 +54,21 @@ def test_residual_matches_brute_force_and_gradcheck(n, d, block):
     assert torch.autograd.gradcheck(lambda a, b: block_residual_energy(a, b, RADIAL, scales, weights, block), (u, t))
 
 
+@pytest.mark.parametrize("n,block,budget", [(23, 23, 50), (30, 7, 20), (31, 8, 200)])
+def test_row_tiles_and_batched_blocks_match_brute_force(monkeypatch, n, block, budget):
+    # a tiny pair budget cuts blocks into row tiles (first two) or batches several blocks (last)
+    import latentshape.wristband.blocks as blocks
+
+    monkeypatch.setattr(blocks, "_GROUP_ELEMENTS", budget)
+    assert any(end - start < size for _, size, _, start, end in blocks._tiles(block_sizes(n, block))) == (budget < block * block)
+    u, t = _points(2, n, 4, seed=3)
+    scales, weights = (8.0,), (1.0,)
+    value = block_residual_energy(u, t, RADIAL, scales, weights, block)
+    assert torch.allclose(value, _brute_residual(u, t, scales, weights, block), rtol=1e-12)
+    u.requires_grad_(), t.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: block_residual_energy(a, b, RADIAL, scales, weights, block), (u, t))
+
+
 def test_one_block_gives_the_exact_all_degree_energy_and_the_residual_is_psd():
     u, t = _points(3, 64, 6, seed=1)
     energy, _ = allorder_energy(u, t, RADIAL, (8.0,), (1.0,), block=64)

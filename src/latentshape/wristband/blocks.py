@@ -35,7 +35,7 @@ from .harmonics import mercer_coefficients
 
 __all__ = ["block_sizes", "low_degree_coefficients", "block_residual_energy", "allorder_energy"]
 
-_GROUP_ELEMENTS = 1 << 22  # pairs per group of blocks held at once
+_GROUP_ELEMENTS = 1 << 17  # pairs held at once: the pair matrices stay in cache
 
 
 def block_sizes(n: int, block: int) -> list[int]:
@@ -93,6 +93,19 @@ def _groups(sizes: list[int]) -> list[tuple[int, int, int]]:
     return out
 
 
+def _tiles(sizes: list[int]) -> list[tuple[int, int, int, int, int]]:
+    """Units of work (first row, block size, number of blocks, first and end row within each block).
+
+    Runs of small blocks are batched; a block larger than the group budget is cut into row tiles,
+    so that every pair matrix held at once has ~_GROUP_ELEMENTS entries and stays in cache.
+    """
+    out = []
+    for row, size, count in _groups(sizes):
+        step = max(1, _GROUP_ELEMENTS // size)
+        out.extend((row, size, count, start, min(size, start + step)) for start in range(0, size, step))
+    return out
+
+
 def block_residual_energy(
     direction: Tensor,
     t: Tensor,
@@ -127,20 +140,34 @@ def block_residual_energy(
                                 tuple(float(w) for w in weights), int(block), tuple(float(v) for v in low))
 
 
+def _radial_features(t: Tensor, radial: tuple[float, ...]) -> tuple[Tensor, Tensor, Tensor]:
+    """Angles k pi t_i ``(B, N, K+1)``, the cosine features w_ik and the weighted a_k w_ik."""
+    a = torch.tensor(radial, dtype=t.dtype, device=t.device)
+    angle = t.unsqueeze(-1) * (math.pi * torch.arange(len(radial), dtype=t.dtype, device=t.device))
+    w = torch.cos(angle)
+    return angle, w, w * a
+
+
+def _blocks(x: Tensor, row: int, size: int, count: int) -> Tensor:
+    """Rows row .. row + size * count of ``(B, N, m)`` as ``(B * count, size, m)``."""
+    return x[:, row : row + size * count].reshape(x.shape[0] * count, size, x.shape[-1])
+
+
 class _BlockResidual(torch.autograd.Function):
+    # The kernel matrix is symmetric, so each unit of rows needs only its own rows' pairs with the
+    # whole block: sum_ij k_ij r_ij = sum_i sum_k a_k w_ik (K w)_ik, and the gradient of row i is
+    # twice its row sum. No N x N matrix, and every pair matrix fits in cache.
     @staticmethod
     def forward(ctx, direction, t, radial, scales, weights, block, low):  # type: ignore[override]
         batch, n, d = direction.shape
         sizes = block_sizes(n, block)
-        a = torch.tensor(radial, dtype=direction.dtype, device=direction.device)
-        frequencies = math.pi * torch.arange(len(radial), dtype=direction.dtype, device=direction.device)
+        _, w, wa = _radial_features(t, radial)
         total = direction.new_zeros(batch, dtype=torch.float64)
-        for row, size, count in _groups(sizes):
-            u = direction[:, row : row + size * count].reshape(batch * count, size, d)
-            w = torch.cos(t[:, row : row + size * count].reshape(batch * count, size, 1) * frequencies)
-            kernel, _ = _residual_and_slope(u @ u.transpose(-1, -2), d, scales, weights, low, slope=False)
-            radial_matrix = (w * a) @ w.transpose(-1, -2)
-            total += kernel.mul_(radial_matrix).sum(dim=(-2, -1), dtype=torch.float64).view(batch, count).sum(-1)
+        for row, size, count, start, end in _tiles(sizes):
+            u, w_block = _blocks(direction, row, size, count), _blocks(w, row, size, count)
+            kernel, _ = _residual_and_slope(u[:, start:end] @ u.transpose(-1, -2), d, scales, weights, low, slope=False)
+            energy = (kernel @ w_block).mul_(_blocks(wa, row, size, count)[:, start:end])
+            total += energy.sum(dim=(-2, -1), dtype=torch.float64).view(batch, count).sum(-1)
         ctx.save_for_backward(direction, t)
         ctx.config = (radial, scales, weights, block, low, sum(s * s for s in sizes))
         return total / ctx.config[-1]
@@ -151,23 +178,20 @@ class _BlockResidual(torch.autograd.Function):
         direction, t = ctx.saved_tensors
         radial, scales, weights, block, low, pairs = ctx.config
         batch, n, d = direction.shape
-        a = torch.tensor(radial, dtype=direction.dtype, device=direction.device)
-        frequencies = math.pi * torch.arange(len(radial), dtype=direction.dtype, device=direction.device)
+        angle, w, wa = _radial_features(t, radial)
+        slope_t = torch.sin(angle).mul_(-math.pi * torch.arange(len(radial), dtype=t.dtype, device=t.device))
         grad_direction, grad_t = torch.empty_like(direction), torch.empty_like(t)
         scale = (2.0 * grad_energy / pairs).to(direction.dtype)  # K symmetric: each pair twice
-        for row, size, count in _groups(block_sizes(n, block)):
-            rows = slice(row, row + size * count)
-            u = direction[:, rows].reshape(batch * count, size, d)
-            angle = t[:, rows].reshape(batch * count, size, 1) * frequencies
-            w = torch.cos(angle)
-            kernel, slope = _residual_and_slope(u @ u.transpose(-1, -2), d, scales, weights, low)
-            radial_matrix = (w * a) @ w.transpose(-1, -2)
+        for row, size, count, start, end in _tiles(block_sizes(n, block)):
+            u, w_block, wa_block = (_blocks(x, row, size, count) for x in (direction, w, wa))
+            kernel, slope = _residual_and_slope(u[:, start:end] @ u.transpose(-1, -2), d, scales, weights, low)
             factor = scale.repeat_interleave(count).view(batch * count, 1, 1)
-            grad_u = slope.mul_(radial_matrix) @ u
+            grad_u = slope.mul_(wa_block[:, start:end] @ w_block.transpose(-1, -2)) @ u
             # dr(t_i, t_j)/dt_i = sum_k a_k (-k pi sin(k pi t_i)) w_jk
-            grad_w = ((kernel @ w) * a).mul_(torch.sin(angle)).mul_(-frequencies)
-            grad_direction[:, rows] = grad_u.mul_(factor).view(batch, size * count, d)
-            grad_t[:, rows] = (grad_w.sum(-1, keepdim=True).mul_(factor)).view(batch, size * count)
+            grad_w = (kernel @ wa_block).mul_(_blocks(slope_t, row, size, count)[:, start:end])
+            rows = slice(row, row + size * count)
+            grad_direction[:, rows].view(batch, count, size, d)[:, :, start:end] = grad_u.mul_(factor).view(batch, count, -1, d)
+            grad_t[:, rows].view(batch, count, size)[:, :, start:end] = grad_w.sum(-1).mul_(factor.view(-1, 1)).view(batch, count, -1)
         return grad_direction, grad_t, None, None, None, None, None
 
 
