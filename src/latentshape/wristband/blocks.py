@@ -153,10 +153,16 @@ def _blocks(x: Tensor, row: int, size: int, count: int) -> Tensor:
     return x[:, row : row + size * count].reshape(x.shape[0] * count, size, x.shape[-1])
 
 
+def _in_blocks(x: Tensor, row: int, size: int, count: int) -> Tensor:
+    """The view of rows row .. row + size * count of ``(B, N, m)`` as ``(B, count, size, m)``."""
+    return x[:, row : row + size * count].view(x.shape[0], count, size, x.shape[-1])
+
+
 class _BlockResidual(torch.autograd.Function):
-    # The kernel matrix is symmetric, so each unit of rows needs only its own rows' pairs with the
-    # whole block: sum_ij k_ij r_ij = sum_i sum_k a_k w_ik (K w)_ik, and the gradient of row i is
-    # twice its row sum. No N x N matrix, and every pair matrix fits in cache.
+    # The pair matrix of a block is symmetric: a unit of rows [start, end) pairs only with the
+    # columns from start on; its square part counts once, the columns past it twice (as (i, j) and
+    # (j, i)). Each pair's kernel is computed once, and every pair matrix fits in cache.
+    # sum_ij k_ij r_ij = sum_i sum_k a_k w_ik (K w)_ik avoids forming the radial matrix.
     @staticmethod
     def forward(ctx, direction, t, radial, scales, weights, block, low):  # type: ignore[override]
         batch, n, d = direction.shape
@@ -165,8 +171,10 @@ class _BlockResidual(torch.autograd.Function):
         total = direction.new_zeros(batch, dtype=torch.float64)
         for row, size, count, start, end in _tiles(sizes):
             u, w_block = _blocks(direction, row, size, count), _blocks(w, row, size, count)
-            kernel, _ = _residual_and_slope(u[:, start:end] @ u.transpose(-1, -2), d, scales, weights, low, slope=False)
-            energy = (kernel @ w_block).mul_(_blocks(wa, row, size, count)[:, start:end])
+            kernel, _ = _residual_and_slope(u[:, start:end] @ u[:, start:].transpose(-1, -2), d, scales, weights, low, slope=False)
+            square = end - start
+            kw = torch.baddbmm(kernel[..., :square] @ w_block[:, start:end], kernel[..., square:], w_block[:, end:], alpha=2.0)
+            energy = kw.mul_(_blocks(wa, row, size, count)[:, start:end])
             total += energy.sum(dim=(-2, -1), dtype=torch.float64).view(batch, count).sum(-1)
         ctx.save_for_backward(direction, t)
         ctx.config = (radial, scales, weights, block, low, sum(s * s for s in sizes))
@@ -179,20 +187,23 @@ class _BlockResidual(torch.autograd.Function):
         radial, scales, weights, block, low, pairs = ctx.config
         batch, n, d = direction.shape
         angle, w, wa = _radial_features(t, radial)
-        slope_t = torch.sin(angle).mul_(-math.pi * torch.arange(len(radial), dtype=t.dtype, device=t.device))
-        grad_direction, grad_t = torch.empty_like(direction), torch.empty_like(t)
-        scale = (2.0 * grad_energy / pairs).to(direction.dtype)  # K symmetric: each pair twice
+        # row sums sum_j S_ij u_j and sum_j k_ij (a w_j), S_ij = k'_ij r_ij, gathered over the units
+        pulled_u, pulled_w = torch.zeros_like(direction), torch.zeros_like(wa)
         for row, size, count, start, end in _tiles(block_sizes(n, block)):
             u, w_block, wa_block = (_blocks(x, row, size, count) for x in (direction, w, wa))
-            kernel, slope = _residual_and_slope(u[:, start:end] @ u.transpose(-1, -2), d, scales, weights, low)
-            factor = scale.repeat_interleave(count).view(batch * count, 1, 1)
-            grad_u = slope.mul_(wa_block[:, start:end] @ w_block.transpose(-1, -2)) @ u
-            # dr(t_i, t_j)/dt_i = sum_k a_k (-k pi sin(k pi t_i)) w_jk
-            grad_w = (kernel @ wa_block).mul_(_blocks(slope_t, row, size, count)[:, start:end])
-            rows = slice(row, row + size * count)
-            grad_direction[:, rows].view(batch, count, size, d)[:, :, start:end] = grad_u.mul_(factor).view(batch, count, -1, d)
-            grad_t[:, rows].view(batch, count, size)[:, :, start:end] = grad_w.sum(-1).mul_(factor.view(-1, 1)).view(batch, count, -1)
-        return grad_direction, grad_t, None, None, None, None, None
+            kernel, slope = _residual_and_slope(u[:, start:end] @ u[:, start:].transpose(-1, -2), d, scales, weights, low)
+            slope.mul_(wa_block[:, start:end] @ w_block[:, start:].transpose(-1, -2))
+            square = rows = end - start
+            into_u, into_w = _in_blocks(pulled_u, row, size, count), _in_blocks(pulled_w, row, size, count)
+            into_u[:, :, start:end] += (slope @ u[:, start:]).view(batch, count, rows, d)
+            into_w[:, :, start:end] += (kernel @ wa_block[:, start:]).view(batch, count, rows, -1)
+            if end < size:  # the columns past the square: their (j, i) halves
+                into_u[:, :, end:] += (slope[..., square:].transpose(-1, -2) @ u[:, start:end]).view(batch, count, size - end, d)
+                into_w[:, :, end:] += (kernel[..., square:].transpose(-1, -2) @ wa_block[:, start:end]).view(batch, count, size - end, -1)
+        scale = (2.0 * grad_energy / pairs).to(direction.dtype).view(batch, 1, 1)  # K symmetric: each pair twice
+        # dr(t_i, t_j)/dt_i = sum_k a_k (-k pi sin(k pi t_i)) w_jk
+        slope_t = torch.sin(angle).mul_(-math.pi * torch.arange(len(radial), dtype=t.dtype, device=t.device))
+        return pulled_u.mul_(scale), pulled_w.mul_(slope_t).sum(-1).mul_(scale.view(batch, 1)), None, None, None, None, None
 
 
 def allorder_energy(
