@@ -132,15 +132,16 @@ class WristbandConfig:
 
 
 def default_block(n: int, d: int) -> int:
-    r"""Block size of the sharp term's residual: :math:`\min(N, \max(\lceil d/2 \rceil, \lfloor 2^{18}/N \rfloor))`.
+    r"""Block size of the sharp term's residual: :math:`\min(N, \max(\lceil d/2 \rceil, \lfloor 2^{18}/N \rfloor, \lfloor 2^{30}/N^2 \rfloor))`.
 
-    All pairs (one exact block) up to N = 512, then a budget of 2^18 pairs, never fewer than
-    ceil(d/2) partners per point: O(N d) cost per point at large N, like the degree-2 spectral sums.
+    All pairs (one exact block, at most 2^20 pairs) up to N = 1024; then a pair budget N B that
+    falls as 2^30/N to 2^18 at N = 4096 and stays there; never fewer than ceil(d/2) partners per
+    point, so O(N d) cost per point at large N, like the degree-2 spectral sums.
 
-    >>> default_block(256, 16), default_block(4096, 128), default_block(65536, 16)
-    (256, 64, 8)
+    >>> default_block(1024, 16), default_block(2048, 64), default_block(4096, 128), default_block(65536, 16)
+    (1024, 256, 64, 8)
     """
-    return max(1, min(n, max(-(-d // 2), (1 << 18) // max(n, 1))))
+    return max(1, min(n, max(-(-d // 2), (1 << 18) // max(n, 1), (1 << 30) // max(n * n, 1))))
 
 
 _COEFFICIENTS: dict[tuple[WristbandConfig, int], tuple[tuple[float, ...], ...]] = {}

@@ -64,8 +64,9 @@ class WristbandLoss(BatchStatistic):
         lambda_sharp: weight of the sharp all-degree repulsion (0: not computed).
         lambda_coord: weight of the per-coordinate term (0: not computed).
         sharp_scale: chordal scale c of the sharp angular kernel :math:`e^{c(u \cdot u' - 1)}`.
-        block: largest block of the sharp term's degrees >= 3 (None: all pairs up to N = 512, then
-            :math:`\max(\lceil d/2 \rceil, \lfloor 2^{18}/N \rfloor)`; cost O(N B d), memory O(N + B^2)).
+        block: largest block of the sharp term's degrees >= 3 (None: all pairs up to N = 1024, then
+            :math:`\max(\lceil d/2 \rceil, \lfloor 2^{18}/N \rfloor, \lfloor 2^{30}/N^2 \rfloor)`;
+            cost O(N B d), memory O(N + B^2)).
         moment: moment penalty kind (``w2``, ``kl_diag``, ``kl_full``, ``jeff_diag``, ``jeff_full``,
             ``mu_only``).
         calibrate: return z-scores against the null at the batch's (N, d) (default), else raw values.
