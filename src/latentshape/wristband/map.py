@@ -168,13 +168,26 @@ class _WristbandMap(torch.autograd.Function):
         if ctx.factor is None:  # (g - u (u . g)) / r + (dL/dr) u in three passes over the rows
             along = torch.linalg.vecdot(direction, grad_direction)
             radial = (grad_norm.to(direction.dtype) - inverse * along).unsqueeze(-1)
-            return torch.addcmul(grad_direction * inverse.unsqueeze(-1), direction, radial)
+            # written over g when nothing else holds it: one N x d buffer fewer at the peak
+            grad = grad_direction if _owned(grad_direction) else grad_direction.clone()
+            return grad.mul_(inverse.unsqueeze(-1)).addcmul_(direction, radial)
         along = (direction * grad_direction).sum(dim=-1, keepdim=True)
         tangent = grad_direction - direction * along
         # Rescaled rows: 1/r = factor / ||rows||, applied in float64 (it may exceed x's range).
         inverse_norm = (inverse.to(torch.float64) * ctx.factor).unsqueeze(-1)
         grad = tangent.to(torch.float64) * inverse_norm + direction.to(torch.float64) * grad_norm.unsqueeze(-1)
         return _finite(grad, direction.dtype).to(direction.dtype)
+
+
+def _owned(grad: Tensor) -> bool:
+    """Whether an incoming gradient may be overwritten: a dense tensor that alone holds its storage (a
+    gradient passed on unchanged to another node, or stolen into a leaf's .grad, shares it)."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None or is_compiling() or not grad.is_contiguous() or grad.storage_offset() != 0:
+        return False
+    storage = grad.untyped_storage()
+    # 2: this tensor and the storage object just created
+    return storage.nbytes() == grad.numel() * grad.element_size() and use_count(storage._cdata) == 2
 
 
 def _finite(grad: Tensor, dtype: torch.dtype) -> Tensor:
