@@ -1,6 +1,6 @@
 """Memory kept by one forward + backward of a regularizer at large N, in copies of x beyond its gradient.
 
-    python benchmarks/large_n_memory.py [--n 1000000] [--d 128] [--name wristband] [--saved]
+    python benchmarks/large_n_memory.py [--n 1000000] [--d 128] [--name wristband] [--saved] [--mmap-threshold BYTES]
 
 Two fresh spawned processes, one thread each. The baseline builds everything the case builds (x
 float32 with requires_grad, the module, its closed-form null) and allocates x.grad; the case runs
@@ -8,6 +8,12 @@ one forward + backward instead. Both report their peak RSS (``ru_maxrss``); the 
 of ``x.nbytes``, is what the step keeps beyond the input and its gradient (target: <= 2 copies plus
 O(N) vectors). ``--saved`` also lists the tensors autograd saves for backward that are at least
 N floats large (``torch.autograd.graph.saved_tensors_hooks``), with the storage shared by x marked.
+
+Peak RSS also counts freed memory the C allocator keeps: glibc serves blocks below its (dynamic,
+up to 32 MiB) mmap threshold from a heap it rarely returns, so block-wise temporaries and N-long
+vectors can leave freed, fragmented heap resident at the peak. ``--mmap-threshold 65536`` sets
+``MALLOC_MMAP_THRESHOLD_`` for both processes, so that every allocation above 64 KiB is returned
+when freed: the peak is then that of the live tensors.
 """
 
 from __future__ import annotations
@@ -86,11 +92,15 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=128)
     parser.add_argument("--name", default="wristband")
     parser.add_argument("--saved", action="store_true")
+    parser.add_argument("--mmap-threshold", type=int, help="MALLOC_MMAP_THRESHOLD_ for the measured processes")
     args = parser.parse_args()
+    if args.mmap_threshold is not None:
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)  # read by glibc at the children's start
     nbytes = 4 * args.n * args.d
     base, _ = peak_rss(args.name, args.n, args.d, run=False)
     case, seconds = peak_rss(args.name, args.n, args.d, run=True)
-    print(f"{args.name} at ({args.n}, {args.d}) float32, forward + backward, 1 thread: {seconds:.2f} s")
+    allocator = f"MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}" if args.mmap_threshold is not None else "default glibc malloc"
+    print(f"{args.name} at ({args.n}, {args.d}) float32, forward + backward, 1 thread, {allocator}: {seconds:.2f} s")
     print(f"peak RSS {case / 2**20:.0f} MiB vs baseline (x, x.grad, module) {base / 2**20:.0f} MiB: "
           f"{(case - base) / 2**20:.0f} MiB kept beyond x and its gradient = {(case - base) / nbytes:.2f} x.nbytes")
     if args.saved:

@@ -7,9 +7,10 @@ CDF of :math:`\chi^2_d` at s. Under x ~ N(0, I), u is uniform on the sphere, t i
 Loss*). We also return :math:`z = \Phi^{-1}(t)`, the Gaussian score of the radius used by the
 radial component.
 
-Numerics: t and z are computed in float64 from log-tail probabilities, with the asymptotic
-tails of the incomplete gamma function and a Newton-refined inverse normal CDF where
-``gammainc`` underflows, so values stay finite and monotone for ||x||^2 from 1e-300 to 1e300
+Numerics: t and z are computed in float64 from log-tail probabilities (both tails of the
+chi-square law in closed form for d <= 128, :mod:`~latentshape.wristband.gamma_tails`), with the
+asymptotic tails of the incomplete gamma function and a Newton-refined inverse normal CDF where
+the tails underflow, so values stay finite and monotone for ||x||^2 from 1e-300 to 1e300
 and d up to thousands. The backward pass uses the exact derivatives
 :math:`dt/ds = f_{\chi^2_d}(s)` and :math:`dz/ds = f_{\chi^2_d}(s) / \varphi(z)`, taken with
 respect to the norm and in log-space (capped at 1e30 in magnitude).
