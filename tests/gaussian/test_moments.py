@@ -162,3 +162,30 @@ def test_blocked_scatter_gradcheck(monkeypatch):
     shift = torch.randn(2, 1, 3, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda a: blocked_moments._ShiftedSums.apply(a, shift), (x,))
     assert torch.autograd.gradcheck(lambda a: blocked_moments._ShiftedSums.apply(a, shift[0]), (x[0].detach().requires_grad_(),))
+
+
+def test_raw_and_shifted_blocked_sums_agree_and_the_shift_is_used_far_from_the_origin(monkeypatch):
+    """The raw sums (x read in place) give the shifted sums' mean and covariance (float64, 1e-12), their
+    backward passes gradcheck, and a batch whose mean is large against its spread takes the shifted sums."""
+    from latentshape.gaussian import blocked_moments
+
+    monkeypatch.setattr(blocked_moments, "_BLOCK_ROWS", 7)
+    x = torch.randn(2, 40, 3, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    n = x.shape[-2]
+    total, raw = blocked_moments._ShiftedSums.apply(x, None)
+    shift = x.mean(dim=-2, keepdim=True)
+    offset, scatter = blocked_moments._ShiftedSums.apply(x, shift)
+    torch.testing.assert_close(total / n, shift.squeeze(-2) + offset / n, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(raw - n * (total / n).unsqueeze(-1) * (total / n).unsqueeze(-2),
+                               scatter - offset.unsqueeze(-1) * offset.unsqueeze(-2) / n, rtol=1e-12, atol=1e-12)
+    x.requires_grad_()
+    assert torch.autograd.gradcheck(lambda a: blocked_moments._ShiftedSums.apply(a, None), (x,))
+    assert torch.autograd.gradcheck(lambda a: blocked_moments._ShiftedSums.apply(a, None), (x[0].detach().requires_grad_(),))
+    calls = []
+    original = blocked_moments._ShiftedSums.apply
+    monkeypatch.setattr(blocked_moments._ShiftedSums, "apply", lambda a, s: calls.append(s is None) or original(a, s))
+    blocked_moments.blocked_moments(torch.randn(500, 3))
+    assert calls == [True]
+    calls.clear()
+    blocked_moments.blocked_moments(torch.randn(500, 3) + 1.0)  # mean^2 = 1 > variance / 16: shifted
+    assert calls == [True, False]

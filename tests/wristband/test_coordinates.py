@@ -66,3 +66,18 @@ def test_gradients_are_finite_at_extremes():
 def test_own_backward_passes_gradcheck():
     x = torch.randn(2, 40, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(coordinate_smooth_statistic, (x,))
+
+
+def test_blocked_forward_and_backward_match_one_block_and_gradcheck(monkeypatch):
+    """Rows in many blocks (forward sums and the recomputing backward) give the one-block value and gradient."""
+    from latentshape.wristband import coordinates
+
+    x = torch.randn(3, 50, 4, generator=torch.Generator().manual_seed(6), dtype=torch.float64, requires_grad=True)
+    value = coordinate_smooth_statistic(x)
+    grad, = torch.autograd.grad(value.sum(), x)
+    monkeypatch.setattr(coordinates, "_BLOCK_ELEMENTS", 28)  # blocks of 7 rows, the last one short
+    blocked = coordinate_smooth_statistic(x)
+    blocked_grad, = torch.autograd.grad(blocked.sum(), x)
+    torch.testing.assert_close(blocked, value, rtol=1e-13, atol=0)
+    torch.testing.assert_close(blocked_grad, grad, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda a: coordinate_smooth_statistic(a, modes=3), (x,))

@@ -82,3 +82,24 @@ def test_blocks_do_not_change_values(monkeypatch):
     monkeypatch.setattr(kernel_module, "_CHUNK_ELEMENTS", 150)
     blocked = wristband_energy(x, method="pairwise", average="per_point")
     torch.testing.assert_close(full, blocked, rtol=1e-14, atol=0)
+
+
+def test_chordal_images_from_one_wide_product_match_the_rank3_updates(monkeypatch):
+    """Narrow rows form each radial image in one (d + 3)-wide product: the same row sums and gradients (float64,
+    1e-12) as the Gram product plus rank-3 updates used for wide rows."""
+    import latentshape.wristband.kernel as kernel
+
+    g = torch.Generator().manual_seed(11)
+    u = torch.nn.functional.normalize(torch.randn(2, 60, 5, generator=g, dtype=torch.float64), dim=-1).requires_grad_()
+    t = torch.rand(2, 60, generator=g, dtype=torch.float64).requires_grad_()
+    weights = torch.randn(2, 2, 60, generator=g, dtype=torch.float64)
+
+    def run():
+        r, a = kernel.pairwise_row_sums(u, t, 8.0, 12 ** -0.5, "chordal")
+        grads = torch.autograd.grad((weights[0] * r + weights[1] * a).sum(), (u, t))
+        return (r, a) + grads
+
+    fused = run()
+    monkeypatch.setattr(kernel, "_FUSED_IMAGE_WIDTH", 0)
+    for ours, reference in zip(fused, run()):
+        torch.testing.assert_close(ours, reference, rtol=1e-12, atol=1e-14)

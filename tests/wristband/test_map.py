@@ -72,3 +72,23 @@ def test_rotation_equivariance(d, n, seed):
     torch.testing.assert_close(a.direction @ rotation, b.direction)
     torch.testing.assert_close(a.cdf, b.cdf)
     torch.testing.assert_close(a.score, b.score)
+
+
+def test_map_backward_overwrites_only_a_gradient_it_owns():
+    """The backward writes over its incoming gradient only when nothing else holds it: a gradient shared
+    with a leaf (through an addition) stays intact, and both ways x gets the gradient of x / ||x||."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(6, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(6, 3, generator=g, dtype=torch.float64)
+    reference, = torch.autograd.grad(((x / x.norm(dim=-1, keepdim=True)) * weights).sum(), x)
+    leaf = torch.zeros(6, 3, dtype=torch.float64, requires_grad=True)
+    ((wristband_map(x).direction + leaf) * weights).sum().backward()
+    torch.testing.assert_close(leaf.grad, weights, rtol=0, atol=0)
+    torch.testing.assert_close(x.grad, reference, rtol=1e-12, atol=1e-14)
+    x.grad = None
+    direction = wristband_map(x).direction
+    (direction + direction).mul(weights).sum().backward()  # one gradient buffer, reached twice
+    torch.testing.assert_close(x.grad, 2 * reference, rtol=1e-12, atol=1e-14)
+    x.grad = None
+    (wristband_map(x).direction * weights).sum().backward()  # a fresh gradient: overwritten in place
+    torch.testing.assert_close(x.grad, reference, rtol=1e-12, atol=1e-14)

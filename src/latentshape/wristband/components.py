@@ -244,6 +244,14 @@ def raw_component_batch(x: Tensor, config: WristbandConfig, rows: GlobalBatch | 
     batch = x.reshape((math.prod(leading),) + tuple(x.shape[-2:]))  # explicit: N may be 0
     per_point = config.average == "per_point"
     with autocast_disabled(batch.device):
+        # mom and coord first: autograd runs later nodes first, so their N x d gradients then come after
+        # the map's backward instead of being held through it (peak memory at large N)
+        # float32 output suffices: mom's null sd is >= 1e-4 of its mean, unlike rep's and ang's
+        mom = moment_penalty(batch, config.moment, distributed=rows is not None).to(torch.float64)
+        coord = None
+        if config.coordinates:
+            everyone = all_gather_rows(batch, dim=-2, sizes=rows) if rows is not None else batch
+            coord = coordinate_smooth_statistic(everyone)
         energy, angular_mean, sharp_energy, cdf, score = _kernel_sums(batch, config, per_point, rows)
         energy, angular_mean = energy.to(torch.float64), angular_mean.to(torch.float64)
         tiny = torch.finfo(energy.dtype).tiny
@@ -252,15 +260,9 @@ def raw_component_batch(x: Tensor, config: WristbandConfig, rows: GlobalBatch | 
         rep = (log_energy.mean(dim=-1) if per_point else log_energy) / config.beta
         ang = torch.log(angular_mean.clamp_min(tiny)) / config.beta
         rad = radial_cost(cdf, score).to(torch.float64)
-        # float32 output suffices: mom's null sd is >= 1e-4 of its mean, unlike rep's and ang's
-        mom = moment_penalty(batch, config.moment, distributed=rows is not None).to(torch.float64)
         zero = torch.zeros_like(rep)
         sharp = torch.log(sharp_energy.to(torch.float64).clamp_min(tiny)) / config.beta if sharp_energy is not None else zero
-        if config.coordinates:
-            everyone = all_gather_rows(batch, dim=-2, sizes=rows) if rows is not None else batch
-            coord = coordinate_smooth_statistic(everyone)
-        else:
-            coord = zero
+        coord = coord if coord is not None else zero
         return torch.stack([rep, rad, ang, mom, sharp, coord], dim=-1).reshape(leading + (len(COMPONENT_NAMES),))
 
 

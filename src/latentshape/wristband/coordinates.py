@@ -11,7 +11,7 @@ x ~ N(0, I)), and scored by Neyman's smooth statistic on the first K cosine comp
 Squaring before averaging keeps one non-Gaussian coordinate visible among many Gaussian ones (a
 mean of :math:`Q_j` would dilute it by :math:`\sqrt d`); it sees one bimodal, uniform or skewed
 coordinate, the X's and the cube's flat marginals, heavy tails. Cost O(N d K) elementwise (the
-cosines by the Chebyshev recurrence from one erf and one sine per entry), memory O(N d).
+cosines by the Chebyshev recurrence from one erf and one sine per entry), on blocks of rows: memory O(block).
 
 Null law (exact, every N): the coordinates are independent, so the mean is :math:`E[Q^2]` and
 the variance :math:`(E[Q^4] - E[Q^2]^2)/d`. Both moments are polynomials in 1/N: expanding
@@ -44,8 +44,8 @@ def coordinate_smooth_statistic(x: Tensor, modes: int = DEFAULT_MODES) -> Tensor
 
     Own backward pass: with :math:`\cos(k\theta) = T_k(\cos\theta)` (Chebyshev),
     :math:`\partial/\partial x_{ij} = \sum_k \frac{8 Q_j c_{jk}}{d}\,T_k'(\cos\theta_{ij})\,(-\pi\sin\theta_{ij})\,\varphi(x_{ij})`,
-    :math:`\theta = \pi t`, a cubic in :math:`\cos\theta_{ij}` per coordinate (Horner); it keeps
-    :math:`\cos\theta` and the slope, two N x d tensors.
+    :math:`\theta = \pi t`, a cubic in :math:`\cos\theta_{ij}` per coordinate (Horner), recomputed from x
+    block by block: the term keeps no N x d tensor besides x itself.
 
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.randn(2048, 16, generator=g)
@@ -73,13 +73,12 @@ def _angles(x: Tensor) -> tuple[Tensor, Tensor]:
     return torch.sin(half_angle).neg_(), torch.cos(half_angle)
 
 
-def _cosine_means(first: Tensor, modes: int) -> Tensor:
-    """c_jk = mean_i cos(k theta_ij), k = 1..K, as (..., d, K) float64, from ``first`` = cos(theta) (..., N, d).
+def _cosine_sums(first: Tensor, modes: int) -> Tensor:
+    """sum_i cos(k theta_ij), k = 1..K, as (..., d, K) float64, from ``first`` = cos(theta) (..., rows, d).
 
     cos(k theta) = 2 cos(theta) cos((k-1) theta) - cos((k-2) theta) (Chebyshev): one transcendental pass.
-    The terms are centred under the null, so their sums keep float32 precision.
+    The terms are centred under the null, so their (block) sums keep float32 precision.
     """
-    n = first.shape[-2]
     previous, current = None, first
     sums = [current.sum(dim=-2)]
     for _ in range(2, modes + 1):
@@ -87,7 +86,7 @@ def _cosine_means(first: Tensor, modes: int) -> Tensor:
         following = following.sub_(1.0) if previous is None else following.sub_(previous)  # T_0 = 1
         previous, current = current, following
         sums.append(current.sum(dim=-2))
-    return torch.stack(sums, dim=-1).to(torch.float64) / n
+    return torch.stack(sums, dim=-1).to(torch.float64)
 
 
 def _chebyshev_derivatives(modes: int, like: Tensor) -> Tensor:
@@ -106,35 +105,53 @@ def _chebyshev_derivatives(modes: int, like: Tensor) -> Tensor:
     return matrix
 
 
+_BLOCK_ELEMENTS = 1 << 20  # rows per block * d: the elementwise work runs on blocks, O(block) memory
+
+
+def _row_blocks(x: Tensor) -> list[slice]:
+    rows = max(1, _BLOCK_ELEMENTS // max(1, x.shape[-1]))
+    return [slice(start, start + rows) for start in range(0, x.shape[-2], rows)]
+
+
 class _SmoothStatistic(torch.autograd.Function):
+    """Forward and backward on blocks of rows; the backward recomputes cos(theta) and its slope from the
+    saved x (a few elementwise passes) rather than keeping two N x d tensors."""
+
     @staticmethod
     def forward(ctx, x, modes):  # type: ignore[override]
         n = x.shape[-2]
-        first, sine = _angles(x)
-        means = _cosine_means(first, modes)
+        sums = x.new_zeros(x.shape[:-2] + (x.shape[-1], modes), dtype=torch.float64)
+        for rows in _row_blocks(x):
+            sums += _cosine_sums(_angles(x[..., rows, :])[0], modes)
+        means = sums / n
         q = 2.0 * n * (means * means).sum(dim=-1)  # (..., d)
-        # d cos(theta) / dx = -pi sin(theta) phi(x)
-        slope = sine.mul_(x.square().mul_(-0.5).exp_()).mul_(-math.pi / math.sqrt(2.0 * math.pi))
-        ctx.save_for_backward(first, slope)
+        ctx.save_for_backward(x)
         ctx.modes, ctx.means, ctx.q = modes, means, q
         return (q * q).mean(dim=-1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
-        first, slope = ctx.saved_tensors
-        modes, d = ctx.modes, first.shape[-1]
+        x, = ctx.saved_tensors
+        modes, d = ctx.modes, x.shape[-1]
         # dL/dc_jk = grad * 8 N Q_j c_jk / d and dc_jk/dcos(theta_ij) = T_k'(cos theta_ij) / N: per
         # coordinate a polynomial of degree K - 1 in cos(theta_ij), evaluated by Horner
         weight = grad[..., None, None] * 8.0 * ctx.q[..., None] * ctx.means / d  # (..., d, K)
-        polynomial = (weight @ _chebyshev_derivatives(modes, weight)).to(first.dtype)  # (..., d, K): c^0..c^(K-1)
-        if modes == 1:
-            total = polynomial[..., None, :, 0].expand_as(first).clone()
-        else:
-            total = torch.addcmul(polynomial[..., None, :, modes - 2], first, polynomial[..., None, :, modes - 1])
-        for p in range(modes - 3, -1, -1):
-            total.mul_(first).add_(polynomial[..., None, :, p])
-        return total.mul_(slope), None
+        polynomial = (weight @ _chebyshev_derivatives(modes, weight)).to(x.dtype)  # (..., d, K): c^0..c^(K-1)
+        result = torch.empty_like(x)
+        for rows in _row_blocks(x):
+            block = x[..., rows, :]
+            first, sine = _angles(block)
+            if modes == 1:
+                total = polynomial[..., None, :, 0].expand_as(first).clone()
+            else:
+                total = torch.addcmul(polynomial[..., None, :, modes - 2], first, polynomial[..., None, :, modes - 1])
+            for p in range(modes - 3, -1, -1):
+                total.mul_(first).add_(polynomial[..., None, :, p])
+            # d cos(theta) / dx = -pi sin(theta) phi(x)
+            slope = sine.mul_(block.square().mul_(-0.5).exp_()).mul_(-math.pi / math.sqrt(2.0 * math.pi))
+            result[..., rows, :] = total.mul_(slope)
+        return result, None
 
 
 def _set_partitions(items: list[int]):

@@ -40,6 +40,7 @@ _CHUNK_ELEMENTS = 1 << 20  # rows-per-block * N; a few such blocks live at once
 # Below this many kernel entries (B * N^2) the chordal forward keeps its three radial images for
 # the backward (12 MiB in float32) instead of recomputing the Gram product and three exponentials.
 _KEEP_IMAGES_ELEMENTS = 1 << 20
+_FUSED_IMAGE_WIDTH = 64  # up to this d, each image is one (d + 3)-wide product (see _block_images)
 
 
 def angular_kernel(cosine: Tensor, beta: float, alpha: float, angular: AngularKernel) -> Tensor:
@@ -176,13 +177,11 @@ class _ChordalPairwiseRowSums(torch.autograd.Function):
         keep = direction.shape[0] * n * n <= _KEEP_IMAGES_ELEMENTS and any(ctx.needs_input_grad[:2])
         kept: list[list[Tensor]] = []
         for start, stop in _row_blocks(n):
-            gram = direction[:, start:stop] @ direction.transpose(-1, -2)
-            block = [torch.baddbmm(gram, left[:, start:stop], right, beta=c).exp_() for left, right, _, _ in images]
+            block, angular = _block_images(direction, images, c, start, stop)
             for image in block:
                 kernel_rows[:, start:stop] += image.sum(dim=-1)
             if keep:
                 kept.append(block)
-            angular = gram.mul_(c).sub_(c).exp_()
             diagonal = angular.diagonal(offset=start, dim1=-2, dim2=-1)
             angular_rows[:, start:stop] = (angular.sum(dim=-1) - diagonal) / (n - 1)
         ctx.save_for_backward(direction, t)
@@ -212,15 +211,12 @@ class _ChordalPairwiseRowSums(torch.autograd.Function):
         kept, ctx.kept = ctx.kept, None
         for index, (start, stop) in enumerate(_row_blocks(n)):
             rows = slice(start, stop)
-            gram = None
+            angular = block = None
             if kept is None or h is not None:
-                gram = direction[:, rows] @ direction.transpose(-1, -2)
+                block, angular = _block_images(direction, images, c, start, stop, images_too=kept is None)
+            block = kept[index] if kept is not None else block
             kernel = None
-            for image_index, ((left, right, q, sigma), probe) in enumerate(zip(images, probes)):
-                if kept is None:
-                    image = torch.baddbmm(gram, left[:, rows], right, beta=c).exp_()
-                else:
-                    image = kept[index][image_index]
+            for (_, _, q, sigma), probe, image in zip(images, probes, block):
                 p = image @ probe  # (B, rows, 4)
                 grad_t[:, rows] += sigma * (g[:, rows] * p[..., 0] + p[..., 1]) \
                     - 2.0 * beta * q[:, rows] * (g[:, rows] * p[..., 2] + p[..., 3])
@@ -228,12 +224,35 @@ class _ChordalPairwiseRowSums(torch.autograd.Function):
             products = kernel @ weighted  # (B, rows, 2d): K u and K (g u)
             grad_u = g[:, rows, None] * products[..., :d] + products[..., d:]
             if h is not None:
-                angular = gram.mul_(c).sub_(c).exp_()
                 angular.diagonal(offset=start, dim1=-2, dim2=-1).zero_()
                 products = angular @ weighted_angular
                 grad_u = grad_u + (n / (n - 1)) * (h[:, rows, None] * products[..., :d] + products[..., d:])
             grad_direction[:, rows] = (c / n) * grad_u
         return grad_direction, grad_t / n, None, None
+
+
+def _block_images(direction: Tensor, images, c: float, start: int, stop: int,
+                  images_too: bool = True) -> tuple[list[Tensor], Tensor]:
+    """The three radial images of rows start:stop against all rows (if ``images_too``) and the angular
+    kernel exp(c (u_i . u_j - 1)) of the same block.
+
+    Narrow rows (d <= _FUSED_IMAGE_WIDTH): the rank-3 update rides in the Gram product itself
+    ([c u_i, left_i] . [u_j, right_j], K = d + 3), so each image is written once instead of Gram, copy
+    and update. Wide rows keep one Gram product and rank-3 updates: the extra flops would cost more."""
+    rows = slice(start, stop)
+    if direction.shape[-1] > _FUSED_IMAGE_WIDTH:
+        gram = direction[:, rows] @ direction.transpose(-1, -2)
+        block = [torch.baddbmm(gram, left[:, rows], right, beta=c).exp_() for left, right, _, _ in images] \
+            if images_too else []
+        return block, gram.mul_(c).sub_(c).exp_()
+    scaled = c * direction[:, rows]
+    block = [torch.cat([scaled, left[:, rows]], dim=-1).bmm(torch.cat([direction, right.transpose(-1, -2)], dim=-1)
+                                                              .transpose(-1, -2)).exp_()
+             for left, right, _, _ in images] if images_too else []
+    ones = direction.new_ones(direction.shape[:-1] + (1,))
+    angular_right = torch.cat([direction, -c * ones], dim=-1)
+    angular = torch.cat([scaled, ones[:, rows]], dim=-1).bmm(angular_right.transpose(-1, -2)).exp_()
+    return block, angular
 
 
 def _images(t: Tensor, beta: float, c: float) -> list[tuple[Tensor, Tensor, Tensor, float]]:

@@ -7,9 +7,10 @@ CDF of :math:`\chi^2_d` at s. Under x ~ N(0, I), u is uniform on the sphere, t i
 Loss*). We also return :math:`z = \Phi^{-1}(t)`, the Gaussian score of the radius used by the
 radial component.
 
-Numerics: t and z are computed in float64 from log-tail probabilities, with the asymptotic
-tails of the incomplete gamma function and a Newton-refined inverse normal CDF where
-``gammainc`` underflows, so values stay finite and monotone for ||x||^2 from 1e-300 to 1e300
+Numerics: t and z are computed in float64 from log-tail probabilities (both tails of the
+chi-square law in closed form for d <= 128, :mod:`~latentshape.wristband.gamma_tails`), with the
+asymptotic tails of the incomplete gamma function and a Newton-refined inverse normal CDF where
+the tails underflow, so values stay finite and monotone for ||x||^2 from 1e-300 to 1e300
 and d up to thousands. The backward pass uses the exact derivatives
 :math:`dt/ds = f_{\chi^2_d}(s)` and :math:`dz/ds = f_{\chi^2_d}(s) / \varphi(z)`, taken with
 respect to the norm and in log-space (capped at 1e30 in magnitude).
@@ -32,6 +33,7 @@ import torch
 from torch import Tensor
 
 from ..validation import as_embeddings, is_compiling
+from .gamma_tails import gamma_tails
 
 __all__ = ["WristbandPoint", "RowScale", "wristband_map", "chi2_cdf_and_score", "scaled_rows"]
 
@@ -167,13 +169,26 @@ class _WristbandMap(torch.autograd.Function):
         if ctx.factor is None:  # (g - u (u . g)) / r + (dL/dr) u in three passes over the rows
             along = torch.linalg.vecdot(direction, grad_direction)
             radial = (grad_norm.to(direction.dtype) - inverse * along).unsqueeze(-1)
-            return torch.addcmul(grad_direction * inverse.unsqueeze(-1), direction, radial)
+            # written over g when nothing else holds it: one N x d buffer fewer at the peak
+            grad = grad_direction if _owned(grad_direction) else grad_direction.clone()
+            return grad.mul_(inverse.unsqueeze(-1)).addcmul_(direction, radial)
         along = (direction * grad_direction).sum(dim=-1, keepdim=True)
         tangent = grad_direction - direction * along
         # Rescaled rows: 1/r = factor / ||rows||, applied in float64 (it may exceed x's range).
         inverse_norm = (inverse.to(torch.float64) * ctx.factor).unsqueeze(-1)
         grad = tangent.to(torch.float64) * inverse_norm + direction.to(torch.float64) * grad_norm.unsqueeze(-1)
         return _finite(grad, direction.dtype).to(direction.dtype)
+
+
+def _owned(grad: Tensor) -> bool:
+    """Whether an incoming gradient may be overwritten: a dense tensor that alone holds its storage (a
+    gradient passed on unchanged to another node, or stolen into a leaf's .grad, shares it)."""
+    use_count = getattr(torch._C, "_storage_Use_Count", None)
+    if use_count is None or is_compiling() or not grad.is_contiguous() or grad.storage_offset() != 0:
+        return False
+    storage = grad.untyped_storage()
+    # 2: this tensor and the storage object just created
+    return storage.nbytes() == grad.numel() * grad.element_size() and use_count(storage._cdata) == 2
 
 
 def _finite(grad: Tensor, dtype: torch.dtype) -> Tensor:
@@ -227,7 +242,7 @@ def chi2_forward(norm: Tensor, d: float) -> tuple[Tensor, Tensor, tuple[Tensor, 
     log_r = torch.log(r)
     log_half = 2.0 * log_r + _LOG_HALF
     half = 0.5 * r * r  # may underflow to 0 at tiny r: it then only enters additively
-    lower, upper = _gamma_tails(a, half)
+    lower, upper = gamma_tails(a, half)
     log_density = log_r + (a - 1.0) * log_half - half - math.lgamma(a)  # log dt/dr
     # One quantile evaluation per point, on its smaller tail: z = -q(lower) or +q(upper). (min, sign
     # and products rather than masks: boolean selects cost ~10 float passes on CPU.)
@@ -235,12 +250,14 @@ def chi2_forward(norm: Tensor, d: float) -> tuple[Tensor, Tensor, tuple[Tensor, 
     if is_compiling() or not float(tail.amin() if tail.numel() else 1.0) > _DIRECT_TAIL:
         log_tail, log_hazard = _far_tail_logs(a, log_r, log_half, half, lower, upper, lower <= 0.5, log_density)
         tail_score = _normal_quantile_of_log(log_tail)  # <= 0
+        # log dz/dr = log hazard - log(phi(z) / Phi(-|z|)), the latter from erfcx without cancellation
+        log_score_slope = log_hazard - _HALF_LOG_2_OVER_PI + torch.log(torch.special.erfcx(-tail_score / math.sqrt(2.0)))
     else:  # the common case: every tail is a normal float64 number, ndtri is exact on it
-        log_hazard = log_density - torch.log(tail)  # log f(r) - log(tail)
         tail_score = torch.special.ndtri(tail)
+        # log dz/dr = log f(r) - log phi(z): both terms are below ~710 in magnitude here, so the
+        # difference keeps ~1e-13 absolute accuracy (the hazard form above is for the far tails)
+        log_score_slope = log_density + (0.5 * tail_score).mul_(tail_score).add_(_HALF_LOG_2PI)
     score = tail_score * torch.sign(upper - lower)  # z = +q(tail) on the upper side; 0 at the median
-    # log dz/dr = log hazard - log(phi(z) / Phi(-|z|)), the latter from erfcx without cancellation
-    log_score_slope = log_hazard - _HALF_LOG_2_OVER_PI + torch.log(torch.special.erfcx(-tail_score / math.sqrt(2.0)))
     return lower, score, (log_density, log_score_slope)
 
 
@@ -261,19 +278,6 @@ def _far_tail_logs(a, log_r, log_half, half, lower, upper, on_lower, log_density
         torch.where(upper_exact, log_density - log_upper, log_r - upper_series),
     )
     return log_tail, log_hazard
-
-
-def _gamma_tails(a: float, half: Tensor) -> tuple[Tensor, Tensor]:
-    """(P(a, x), Q(a, x)) with one special-function evaluation per point: each point evaluates its
-    smaller tail (P below x = a, Q above; the float64 tails stay exact) and takes 1 - it for the
-    other, which is >= ~1/2 there and loses nothing. The unneeded tail is asked at x = 0 (P) or
-    x = inf (Q), which the special functions return at once: no boolean indexing."""
-    below = (a - half).sign_().clamp_min_(0.0)  # 1.0 where half < a, else 0.0 (float masks: exact blends)
-    above = 1.0 - below
-    shape = torch.tensor(a, dtype=half.dtype, device=half.device)
-    lower_part = torch.special.gammainc(shape, half * below)  # P(a, 0) = 0 at once above a
-    upper_part = torch.special.gammaincc(shape, half + (1.0 / above - 1.0))  # Q(a, inf) = 0 at once below
-    return lower_part + above * (1.0 - upper_part), upper_part + below * (1.0 - lower_part)
 
 
 def chi2_norm_slopes(log_density: Tensor, log_score_slope: Tensor) -> tuple[Tensor, Tensor]:

@@ -160,31 +160,42 @@ class FeatureBlocks:
     With upstream gradients G0_k, G1_k, G2_k of the three sums and S_k = G2_k + G2_k^T:
     dL/du_i = sum_k w_ik (G1_k + S_k u_i),  dL/dw_ik = G0_k + G1_k . u_i + u_i^T S_k u_i / 2,
     and dw_ik/dt_i = -k pi sin(k pi t_i).
+
+    The (modes x rows) tensors are laid out modes first, (B, K+1, rows): every elementwise pass and
+    every sum over modes then runs along contiguous rows (a sum over the 7 modes of a rows-first
+    layout costs ~7x more). With ``keep`` the forward keeps the scaled weights of every block for
+    the backward (O(N K) memory), so the cosines are not evaluated twice.
     """
 
-    def __init__(self, like: Tensor, modes: int, degree: int) -> None:
+    def __init__(self, like: Tensor, modes: int, degree: int, keep: bool = False) -> None:
         self.batch, self.n, self.d = like.shape
         self.modes, self.degree = modes, degree
         self.frequencies = _frequencies(modes, like)
+        self.column = self.frequencies.unsqueeze(-1)  # (K+1, 1): broadcasts against (B, 1, rows)
         # A block holds its rows of u (d wide) and, at degree 2, their lifted features ((K+1) d wide).
         self.ranges = _feature_blocks(self.n, modes * self.d if degree >= 2 else self.d + modes)
+        self.keep = keep
+        self.kept: list[Tensor] = []
 
     def sums(self, blocks) -> tuple[Tensor, Tensor, Tensor]:
         """Accumulate the sums over ``blocks``: an iterable of (rows, t, scale) per row range, the
         directions being ``rows * scale[..., None]`` (``scale=None``: the rows are the directions).
-        The scale goes onto the (rows x modes) weights, so the directions are never formed."""
+        The scale goes onto the (modes x rows) weights, so the directions are never formed."""
         batch, d, modes, degree = self.batch, self.d, self.modes, self.degree
         like = self.frequencies
         zeroth = like.new_zeros(batch, modes)
         first = like.new_zeros(batch, modes, d) if degree >= 1 else like.new_zeros(0)
         second = like.new_zeros(batch, modes * d, d) if degree >= 2 else like.new_zeros(0)
         for rows, t, scale in blocks:
-            w = torch.cos(t.unsqueeze(-1) * self.frequencies)
-            zeroth += w.sum(dim=-2)
+            w = torch.cos(self.column * t.unsqueeze(-2))  # (B, K+1, rows)
+            zeroth += w.sum(dim=-1)
+            weights = _scaled(w, scale)
+            if self.keep:
+                self.kept.append(weights)
             if degree >= 1:
-                first.baddbmm_(_scaled(w, scale).transpose(-1, -2), rows)
+                first.baddbmm_(weights, rows)
             if degree >= 2:
-                lifted = (_scaled(w, scale, 2).unsqueeze(-1) * rows.unsqueeze(-2)).flatten(-2)
+                lifted = (_scaled(w, scale, 2).transpose(-1, -2).unsqueeze(-1) * rows.unsqueeze(-2)).flatten(-2)
                 second.baddbmm_(lifted.transpose(-1, -2), rows)
         if degree >= 2:
             second = second.view(batch, modes, d, d)
@@ -192,44 +203,63 @@ class FeatureBlocks:
 
     def prepare_backward(self, grad_zeroth, grad_first, grad_second) -> None:
         batch, d, modes = self.batch, self.d, self.modes
-        self.g0 = grad_zeroth if grad_zeroth is not None else self.frequencies.new_zeros(batch, modes)
+        g0 = grad_zeroth if grad_zeroth is not None else self.frequencies.new_zeros(batch, modes)
+        self.g0 = g0.unsqueeze(-1)  # (B, K+1, 1)
         self.g1 = grad_first if self.degree >= 1 and grad_first is not None else None
         self.stacked = None
         if self.degree >= 2 and grad_second is not None:  # column block k of `stacked` is S_k
             symmetric = grad_second + grad_second.transpose(-1, -2)
             self.stacked = symmetric.transpose(-3, -2).reshape(batch, d, modes * d)
 
-    def block_gradients(self, rows: Tensor, t: Tensor, scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    def block_gradients(self, rows: Tensor, t: Tensor, scale: Tensor | None = None,
+                        index: int | None = None, out: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(scale * dL/du, dL/dt, rows . (scale * dL/du)) for one block of rows (directions
-        u = rows * scale, as in :meth:`sums`), after :meth:`prepare_backward`. Products are taken with
-        the rows and rescaled on the (rows x modes) side, u @ G = scale * (rows @ G); the row dot
-        product comes from those (rows x modes) products too, without another pass over the rows."""
-        angle = t.unsqueeze(-1) * self.frequencies
-        w = torch.cos(angle)
-        grad_w = self.g0.unsqueeze(-2).expand_as(w).clone()
-        weights = _scaled(w, scale)
-        grad_u = weights @ self.g1 if self.g1 is not None else torch.zeros_like(rows)
+        u = rows * scale, as in :meth:`sums`; ``index``: the block's place in the forward's kept
+        weights; ``out``: a contiguous rows-shaped tensor for the first, e.g. the block of the final
+        gradient), after :meth:`prepare_backward`. Products are taken with the rows and rescaled on
+        the (modes x rows) side, u @ G = scale * (rows @ G); the row dot product comes from those
+        products too, without another pass over the rows."""
+        angle = self.column * t.unsqueeze(-2)  # (B, K+1, rows)
+        w = None
+        if index is not None and self.kept:
+            weights = self.kept[index]
+        else:
+            w = torch.cos(angle)
+            weights = _scaled(w, scale)
+        if self.g1 is not None:
+            grad_u = torch.matmul(weights.transpose(-1, -2), self.g1, out=out)
+        else:
+            grad_u = out.zero_() if out is not None else torch.zeros_like(rows)
         rows_dot = torch.zeros_like(t)
         if self.g1 is not None:
-            along = rows @ self.g1.transpose(-1, -2)  # rows . G1_k
-            grad_w += _scaled(along, scale)
-            rows_dot = rows_dot + (weights * along).sum(dim=-1)
+            along = self.g1 @ rows.transpose(-1, -2)  # rows . G1_k, (B, K+1, rows)
+            rows_dot = rows_dot + (weights * along).sum(dim=-2)
+            grad_w = along.mul_(scale.unsqueeze(-2)).add_(self.g0) if scale is not None else along.add_(self.g0)
+        else:
+            grad_w = self.g0.expand(-1, -1, t.shape[-1])
         if self.stacked is not None:
-            projected = (rows @ self.stacked).unflatten(-1, (self.modes, self.d))  # S_k rows
-            quadratic = (projected * rows.unsqueeze(-2)).sum(dim=-1)  # rows^T S_k rows
+            w = torch.cos(angle) if w is None else w
+            projected = (rows @ self.stacked).unflatten(-1, (self.modes, self.d))  # S_k rows, (B, rows, K+1, d)
+            quadratic = (projected * rows.unsqueeze(-2)).sum(dim=-1).transpose(-1, -2)  # rows^T S_k rows
             weights2 = _scaled(w, scale, 2)
-            grad_u += (weights2.unsqueeze(-1) * projected).sum(dim=-2)
-            grad_w += _scaled(0.5 * quadratic, scale, 2)
-            rows_dot = rows_dot + (weights2 * quadratic).sum(dim=-1)
-        return grad_u, -(grad_w * torch.sin(angle) * self.frequencies).sum(dim=-1), rows_dot
+            grad_u += (weights2.transpose(-1, -2).unsqueeze(-1) * projected).sum(dim=-2)
+            grad_w = grad_w + _scaled(0.5 * quadratic, scale, 2)
+            rows_dot = rows_dot + (weights2 * quadratic).sum(dim=-2)
+        # dL/dt_i = -sum_k k pi sin(k pi t_i) dL/dw_ik: the sum over modes as one (1 x K+1) product
+        slope = torch.sin(angle).mul_(grad_w)
+        return grad_u, -(self.frequencies @ slope), rows_dot
+
+    def release(self) -> None:
+        """Drop the kept weights (after the backward)."""
+        self.kept = []
 
 
 def _scaled(values: Tensor, scale: Tensor | None, power: int = 1) -> Tensor:
-    """``values`` (B, rows, m) times ``scale`` (B, rows) to the ``power``, per row; None is 1."""
+    """``values`` (B, m, rows) times ``scale`` (B, rows) to the ``power``, per row; None is 1."""
     if scale is None:
         return values
     factor = scale if power == 1 else scale**power
-    return values * factor.unsqueeze(-1)
+    return values * factor.unsqueeze(-2)
 
 
 class _SpectralSums(torch.autograd.Function):
@@ -237,7 +267,7 @@ class _SpectralSums(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, direction, t, modes, degree):  # type: ignore[override]
-        blocks = FeatureBlocks(direction, modes, degree)
+        blocks = FeatureBlocks(direction, modes, degree, keep=any(ctx.needs_input_grad[:2]))
         ctx.save_for_backward(direction, t)
         ctx.blocks = blocks
         return blocks.sums((direction[:, a:b], t[:, a:b], None) for a, b in blocks.ranges)
@@ -250,8 +280,9 @@ class _SpectralSums(torch.autograd.Function):
         blocks.prepare_backward(grad_zeroth, grad_first, grad_second)
         grad_direction = torch.empty_like(direction)  # every block below writes its rows
         grad_t = torch.empty_like(t)
-        for a, b in blocks.ranges:
-            grad_direction[:, a:b], grad_t[:, a:b], _ = blocks.block_gradients(direction[:, a:b], t[:, a:b])
+        for index, (a, b) in enumerate(blocks.ranges):
+            grad_direction[:, a:b], grad_t[:, a:b], _ = blocks.block_gradients(direction[:, a:b], t[:, a:b], index=index)
+        blocks.release()
         return grad_direction, grad_t, None, None
 
 

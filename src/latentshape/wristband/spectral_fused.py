@@ -53,7 +53,7 @@ class _FusedSpectralSums(torch.autograd.Function):
         rows, inverse = scale.rows, scale.inverse
         cdf, score, chi2_saved = chi2_forward(scale.norm, float(x.shape[-1]))
         t = cdf.to(x.dtype)
-        blocks = FeatureBlocks(rows, modes, degree)
+        blocks = FeatureBlocks(rows, modes, degree, keep=ctx.needs_input_grad[0])
         zeroth, first, second = blocks.sums((rows[:, a:b], t[:, a:b], inverse[:, a:b]) for a, b in blocks.ranges)
         ctx.save_for_backward(rows, inverse, t, *chi2_saved)
         ctx.blocks = blocks
@@ -73,16 +73,22 @@ class _FusedSpectralSums(torch.autograd.Function):
         if grad_score is not None:
             external = external + grad_score * d_score
         grad_x = torch.empty_like(x)  # every block below writes its rows
-        for a, b in blocks.ranges:
+        for index, (a, b) in enumerate(blocks.ranges):
             rows, inv = x[:, a:b], inverse[:, a:b]
-            scaled_grad_u, grad_t, rows_dot = blocks.block_gradients(rows, t[:, a:b], inv)  # g_i / r_i, x_i . g_i / r_i
+            # g_i / r_i and x_i . g_i / r_i
+            target = grad_x[:, a:b] if factor is None and grad_x.shape[0] == 1 else None  # contiguous: written in place
+            scaled_grad_u, grad_t, rows_dot = blocks.block_gradients(rows, t[:, a:b], inv, index=index, out=target)
             grad_norm = norm_gradient(grad_t.to(d_cdf.dtype) * d_cdf[:, a:b] + external[:, a:b])
             if factor is not None:  # rescaled rows (extreme norms): see _rescaled_block_gradient
                 grad_x[:, a:b] = _rescaled_block_gradient(rows, inv, scaled_grad_u, rows_dot, grad_norm, factor[:, a:b])
                 continue
             # u_i . g_i / r_i = (x_i . g_i / r_i) / r_i, and u_i * c = x_i * (c / r_i): u is never formed
             radial = grad_norm.to(x.dtype) - inv * rows_dot
-            torch.addcmul(scaled_grad_u, rows, (inv * radial).unsqueeze(-1), out=grad_x[:, a:b])  # no extra copy
+            if target is not None:
+                target.addcmul_(rows, (inv * radial).unsqueeze(-1))
+            else:
+                torch.addcmul(scaled_grad_u, rows, (inv * radial).unsqueeze(-1), out=grad_x[:, a:b])
+        blocks.release()
         return grad_x, None, None
 
 

@@ -1,0 +1,113 @@
+"""Memory kept by one forward + backward of a regularizer at large N, in copies of x beyond its gradient.
+
+    python benchmarks/large_n_memory.py [--n 1000000] [--d 128] [--name wristband] [--saved] [--mmap-threshold BYTES]
+
+Two fresh spawned processes, one thread each. The baseline builds everything the case builds (x
+float32 with requires_grad, the module, its closed-form null) and allocates x.grad; the case runs
+one forward + backward instead. Both report their peak RSS (``ru_maxrss``); the difference, in units
+of ``x.nbytes``, is what the step keeps beyond the input and its gradient (target: <= 2 copies plus
+O(N) vectors). ``--saved`` also lists the tensors autograd saves for backward that are at least
+N floats large (``torch.autograd.graph.saved_tensors_hooks``), with the storage shared by x marked.
+
+Peak RSS also counts freed memory the C allocator keeps: glibc serves blocks below its (dynamic,
+up to 32 MiB) mmap threshold from a heap it rarely returns, so block-wise temporaries and N-long
+vectors can leave freed, fragmented heap resident at the peak. ``--mmap-threshold 65536`` sets
+``MALLOC_MMAP_THRESHOLD_`` for both processes, so that every allocation above 64 KiB is returned
+when freed: the peak is then that of the live tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from memory import make  # noqa: E402
+
+
+def _setup(name: str, n: int, d: int):
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    x = torch.randn(n, d, requires_grad=True)
+    module = make(name)
+    if getattr(module, "calibrate", False) and hasattr(module, "null_stats") and name.startswith("wristband"):
+        module.null_stats(n, d)
+    return x, module
+
+
+def _child(name: str, n: int, d: int, run: bool, queue) -> None:
+    import torch
+
+    x, module = _setup(name, n, d)
+    start = time.perf_counter()
+    if run:
+        module(x).backward()
+    else:
+        x.grad = torch.ones_like(x)  # the gradient's pages, touched
+    seconds = time.perf_counter() - start
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, seconds))
+
+
+def peak_rss(name: str, n: int, d: int, run: bool) -> tuple[int, float]:
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(name, n, d, run, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def saved_tensors(name: str, n: int, d: int) -> list[str]:
+    """The tensors of >= N elements saved for backward by one forward pass, largest first."""
+    import torch
+
+    x, module = _setup(name, n, d)
+    seen: dict[int, tuple] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        seen.setdefault(storage.data_ptr(), (tuple(tensor.shape), tensor.dtype, storage.nbytes()))
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        module(x)
+    rows = []
+    for pointer, (shape, dtype, size) in sorted(seen.items(), key=lambda item: -item[1][2]):
+        if size >= 4 * n:
+            mark = " (x itself)" if pointer == x.untyped_storage().data_ptr() else ""
+            rows.append(f"{shape} {dtype}: {size / x.nbytes:.3f} x.nbytes{mark}")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--d", type=int, default=128)
+    parser.add_argument("--name", default="wristband")
+    parser.add_argument("--saved", action="store_true")
+    parser.add_argument("--mmap-threshold", type=int, help="MALLOC_MMAP_THRESHOLD_ for the measured processes")
+    args = parser.parse_args()
+    if args.mmap_threshold is not None:
+        os.environ["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)  # read by glibc at the children's start
+    nbytes = 4 * args.n * args.d
+    base, _ = peak_rss(args.name, args.n, args.d, run=False)
+    case, seconds = peak_rss(args.name, args.n, args.d, run=True)
+    allocator = f"MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}" if args.mmap_threshold is not None else "default glibc malloc"
+    print(f"{args.name} at ({args.n}, {args.d}) float32, forward + backward, 1 thread, {allocator}: {seconds:.2f} s")
+    print(f"peak RSS {case / 2**20:.0f} MiB vs baseline (x, x.grad, module) {base / 2**20:.0f} MiB: "
+          f"{(case - base) / 2**20:.0f} MiB kept beyond x and its gradient = {(case - base) / nbytes:.2f} x.nbytes")
+    if args.saved:
+        print("saved for backward (>= N elements):")
+        for row in saved_tensors(args.name, args.n, args.d):
+            print("  " + row)
+
+
+if __name__ == "__main__":
+    main()
