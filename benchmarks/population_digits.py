@@ -5,10 +5,10 @@ MLP 64-128-128-8 on 80% of scikit-learn's digits, cross-entropy + w * loss, Adam
 process), seeds 0..S-1. For each (loss, mode, w): held-out accuracy and ``latentshape.check`` on the
 full training embedding (N = 1437) and the held-out one (N = 360): tests rejected of 8, -log10
 Henze-Zirkler p; mean +- sd over seeds. Population mode is
-``PopulationMode(loss, window=W)`` (default W = 12: about one epoch of batches).
+``PopulationMode(loss, window=W)`` (default: the library's default window).
 
     python benchmarks/population_digits.py [--losses moment_matching,sigreg,wristband] [--weights 0.003,0.01,0.03,0.1]
-        [--window 12] [--modes batch,population]
+        [--window W] [--modes batch,population]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import time
 import torch
 
 from latentshape import MomentMatchingLoss, PopulationMode, SIGReg, WristbandLoss
+from latentshape.population import DEFAULT_WINDOW
 from latentshape.bench.regularizers import REGULARIZERS, register_regularizer
 from latentshape.bench.training import Cell, load_digits_split, run_cell
 
@@ -33,7 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--losses", default="moment_matching,sigreg")
     parser.add_argument("--weights", default="0.003,0.01,0.03,0.1")
-    parser.add_argument("--window", type=int, default=12)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--modes", default="batch,population", help="which of batch, population to run")
@@ -42,7 +43,7 @@ def main() -> None:
     torch.set_num_threads(1)
     names = []
     for loss in args.losses.split(","):
-        name = f"{loss}_population"
+        name = f"{loss}_population_w{args.window}"
         if name not in REGULARIZERS:
             register_regularizer(name, lambda d, calibrate, loss=loss: PopulationMode(BUILD[loss](), window=args.window),
                                  description=f"PopulationMode({loss}, window={args.window})")

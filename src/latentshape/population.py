@@ -7,7 +7,7 @@ A batch statistic that is a function :math:`f(\bar\phi, n)` of the means
 current batch only. :class:`PopulationMode` keeps that estimate in module buffers (features, not
 points: O(F) memory with ``momentum``, O(K F) with ``window``).
 
-**Window** (``window=K``, the default K = 16): the estimate is the sum of the current batch's
+**Window** (``window=K``, the default K = 2, chosen from staleness measurements): the estimate is the sum of the current batch's
 feature sums and those of the previous K - 1 batches (detached), divided by their total count
 :math:`n = \sum N_s`. Under the null (every batch i.i.d. N(0, I)) the pooled sums have exactly the
 law of one batch of n points, so the value is calibrated by the loss's own null at n, exactly.
@@ -45,7 +45,7 @@ from .validation import as_embeddings, autocast_disabled
 
 __all__ = ["PopulationMode", "feature_map"]
 
-DEFAULT_WINDOW = 16  # provisional: the staleness/horizon trade-off has not been measured yet
+DEFAULT_WINDOW = 2  # measured: benchmarks/population_staleness.py (docs/population.md, Staleness)
 
 
 def feature_map(loss: BatchStatistic):
@@ -74,7 +74,8 @@ class PopulationMode(nn.Module):
         loss: a :class:`~latentshape.MomentMatchingLoss`, :class:`~latentshape.SIGReg` or
             :class:`~latentshape.WristbandLoss` (global spectral path; its own
             ``calibrate``, weights and ``distributed`` apply).
-        window: K, the number of batches pooled (the current one and K - 1 stored); default 16.
+        window: K, the number of batches pooled (the current one and K - 1 stored); default 2
+            (stored features go stale; see the staleness section of docs/population.md).
         momentum: a in (0, 1], an exponential moving average instead (exclusive with ``window``).
 
     The forward value is the loss's z-score at the effective size (``calibrate=True``) or its raw
@@ -149,6 +150,10 @@ class PopulationMode(nn.Module):
         with_batch = getattr(self.features, "with_batch", None)  # components that stay per batch (wristband's rad)
         if with_batch is not None:
             raw = with_batch(raw, x)
+        scales = getattr(self.features, "gradient_scales", None)  # components of degree > 1 in the sample size
+        if scales is not None:
+            factor = scales(n, n_eff).to(raw.device, raw.dtype)
+            raw = raw.detach() + factor * (raw - raw.detach())
         self._update(sums.detach(), n)
         weights = torch.tensor(self.loss.weights, dtype=raw.dtype, device=raw.device)
         if not self.loss.calibrate:

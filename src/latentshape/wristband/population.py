@@ -57,7 +57,7 @@ from .spectral import SpectralSums, energy_from_sums, spectral_sums
 
 __all__ = ["WristbandFeatures", "wristband_feature_map"]
 
-_RAD, _SHARP = COMPONENT_NAMES.index("rad"), COMPONENT_NAMES.index("sharp")
+_RAD, _SHARP, _COORD = COMPONENT_NAMES.index("rad"), COMPONENT_NAMES.index("sharp"), COMPONENT_NAMES.index("coord")
 _DIAGONAL_PENALTIES = ("kl_diag", "jeff_diag")
 
 
@@ -128,6 +128,18 @@ class WristbandFeatures:
                 tiny = torch.finfo(torch.float64).tiny
                 sharp = torch.log((pooled[_SHARP] + residual).clamp_min(tiny)) / self.config.beta
         return torch.stack([pooled[0], rad, pooled[2], pooled[3], sharp, pooled[5]])
+
+    def gradient_scales(self, n: int, n_eff: float) -> Tensor:
+        r"""Per-component factors on the gradient through the batch ``(C,)``: n / N_eff for ``coord``, else 1.
+
+        ``coord`` is :math:`\frac1d\sum_j Q_j^2` with :math:`Q_j \propto n`: homogeneous of degree 2
+        in the sample size, so its gradient at the pooled estimate is N_eff / n times the per-batch
+        loss's. The factor brings it back to the per-batch size (the other components are of degree 1,
+        and their gradient at the pooled estimate already has the per-batch size).
+        """
+        scales = torch.ones(len(COMPONENT_NAMES), dtype=torch.float64)
+        scales[_COORD] = n / max(float(n_eff), float(n))
+        return scales
 
     def _residual(self, direction: Tensor, t: Tensor) -> Tensor:
         """The sharp kernel's degrees >= 3 on blocks of the batch, 0-d."""
