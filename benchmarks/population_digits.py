@@ -8,7 +8,7 @@ Henze-Zirkler p; mean +- sd over seeds. Population mode is
 ``PopulationMode(loss, window=W)`` (default: the library's default window).
 
     python benchmarks/population_digits.py [--losses moment_matching,sigreg,wristband] [--weights 0.003,0.01,0.03,0.1]
-        [--window W] [--modes batch,population]
+        [--window W] [--modes batch,population,none]
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--modes", default="batch,population", help="which of batch, population to run")
+    parser.add_argument("--modes", default="batch,population", help="which of batch, population, none to run")
     args = parser.parse_args()
     modes = args.modes.split(",")
     torch.set_num_threads(1)
@@ -50,6 +50,9 @@ def main() -> None:
         names += ([loss] if "batch" in modes else []) + ([name] if "population" in modes else [])
     data = load_digits_split()
     began, rows = time.perf_counter(), []
+    if "none" in modes:  # the unregularized encoder: the accuracy that "costing 1 point" is measured from
+        rows.append(("none", 0.0, [run_cell(Cell("supervised", "none", 0.0, 8, seed, args.epochs), data)
+                                   for seed in range(args.seeds)]))
     for name in names:
         for w in (float(v) for v in args.weights.split(",")):
             rows.append((name, w, [run_cell(Cell("supervised", name, w, 8, seed, args.epochs), data) for seed in range(args.seeds)]))
