@@ -10,7 +10,7 @@ import torch
 
 from latentshape import GaussianMMD, MomentMatchingLoss, SIGReg
 from latentshape.gaussian.sigreg import epps_pulley_quadrature
-from latentshape.population import PopulationMode
+from latentshape.population import DEFAULT_WINDOW, PopulationMode
 
 
 def _data(rows: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -134,13 +134,14 @@ def test_ema_mean_has_the_variance_of_n_eff_points():
     assert float((values * sizes / d).mean()) == pytest.approx(1.0, abs=0.1)
 
 
-@pytest.mark.parametrize("option, steps", [({"momentum": 0.125}, 8000), ({"window": 4}, 4000)])
+@pytest.mark.parametrize("option, steps", [({"momentum": 0.125}, 8000), ({"window": 4}, 4000), ({}, 3000)])
 def test_null_calibration_of_sigreg(option, steps):
     # Successive values share most of their estimate (integrated autocorrelation ~ 1/a or ~ K):
-    # the step counts give standard errors of ~0.03 on the mean and the sd.
+    # the step counts give standard errors of ~0.03 on the mean and the sd. {}: the default window (2).
     population = PopulationMode(SIGReg(slices=32, points=9, seed=0), **option)
     values, sizes = _null_values(population, 64, 4, steps=steps, burn_in=100, seed=5)
-    assert float(sizes[-1]) == pytest.approx(64 * (2 - 0.125) / 0.125 if "momentum" in option else 256)
+    expected = 64 * (2 - 0.125) / 0.125 if "momentum" in option else 64 * option.get("window", DEFAULT_WINDOW)
+    assert float(sizes[-1]) == pytest.approx(expected)
     assert abs(float(values.mean())) < 0.1
     assert 0.9 < float(values.std()) < 1.1
 
