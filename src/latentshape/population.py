@@ -7,12 +7,16 @@ A batch statistic that is a function :math:`f(\bar\phi, n)` of the means
 current batch only. :class:`PopulationMode` keeps that estimate in module buffers (features, not
 points: O(F) memory with ``momentum``, O(K F) with ``window``).
 
-**Window** (``window=K``, the default K = 2, chosen from staleness measurements): the estimate is the sum of the current batch's
-feature sums and those of the previous K - 1 batches (detached), divided by their total count
+**Window** (``window=K``, the default K = 2, chosen from staleness measurements): the estimate is
+the sum of the current batch's feature sums and those of the previous K - 1 batches (detached),
+divided by their total count
 :math:`n = \sum N_s`. Under the null (every batch i.i.d. N(0, I)) the pooled sums have exactly the
 law of one batch of n points, so the value is calibrated by the loss's own null at n, exactly.
 If the stored sums are those of the other points of a data set of n points, the gradient with
-respect to the current rows *is* the full-data statistic's gradient restricted to them (factor 1).
+respect to the current rows *is* the full-data statistic's gradient restricted to them (factor 1),
+which has the per-batch loss's size for a statistic of degree 1 in the sample size. A feature map
+may rescale the gradient of components of higher degree (``gradient_scales(n, n_eff)``: the
+wristband's coordinate term, of degree 2, by n / N_eff); values are never rescaled.
 
 **EMA** (``momentum=a``): :math:`m_t = (1 - a_t)\, m_{t-1}^{\text{detached}} + a_t \bar\phi_t`, with
 :math:`a_t = \max(a, 1/t)` (the first 1/a batches are averaged with equal weights, so no zero-

@@ -11,7 +11,9 @@ features, so :class:`latentshape.PopulationMode` can evaluate them on a running 
 - ``mom``: :math:`\sum_i x_i` and :math:`\sum_i x_i x_i^\top`, the covariance
   :math:`\frac{n}{n-1}(E - m m^\top)` and the moment penalty;
 - ``coord``: per coordinate :math:`\sum_i \cos(k\pi\Phi(x_{ij}))`, k = 1..4, then Neyman's
-  :math:`Q_j = 2n\sum_k c_{jk}^2` and :math:`\frac1d\sum_j Q_j^2`.
+  :math:`Q_j = 2n\sum_k c_{jk}^2` and :math:`\frac1d\sum_j Q_j^2`; that is of degree 2 in n, so
+  its gradient through the batch is scaled by n / N_eff (:meth:`WristbandFeatures.gradient_scales`)
+  to the per-batch loss's size.
 
 The radial term ``rad`` is a sort statistic (a transport cost between the sorted radii and fixed
 quantiles): it is not a function of feature means and stays **per batch**. The sharp term is split:
