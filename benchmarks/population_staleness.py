@@ -23,6 +23,7 @@ fresh improves with K (less sampling noise), stale loses what the encoder moved.
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 import statistics
 
@@ -80,7 +81,9 @@ def run(args) -> dict[int, dict[str, list[float]]]:
     tracker = PopulationMode(BUILD[args.loss](), window=2)  # only for its feature map (and SIGReg's slices)
     features, extra, probe = tracker.features, None, None
     history: list[tuple[torch.Tensor, torch.Tensor]] = []  # (rows, feature sums at the step they were seen)
-    results = {k: {"bias": [], "stale": [], "fresh": [], "batch": [], "norm": []} for k in windows}
+    momenta = [float(a) for a in args.momenta.split(",") if a]
+    results = {k: {"bias": [], "stale": [], "fresh": [], "batch": [], "norm": []} for k in [*windows, *momenta]}
+    emas: dict[float, PopulationMode] = {}  # real EMA modules fed every step: their state is the stale estimate
     params = list(encoder.parameters())
     step = 0
     for _ in range(args.epochs):
@@ -90,8 +93,17 @@ def run(args) -> dict[int, dict[str, list[float]]]:
                 tracker(z.detach())
                 extra = tracker.feature_extra if tracker.feature_extra.numel() else None
                 probe = Probe(args.loss, extra)
+                for a in momenta:
+                    emas[a] = PopulationMode(BUILD[args.loss](), momentum=a).train()
+                    if extra is not None:
+                        emas[a].feature_extra = extra
             if step % args.every == args.every - 1 and len(history) >= longest:
-                _measure(encoder, data, rows, z, history, features, extra, probe, batch_loss, params, windows, results)
+                g_exact, g_batch = _measure(encoder, data, rows, z, history, features, extra, probe, batch_loss, params,
+                                            windows, results)
+                for a, ema in emas.items():
+                    g_ema = torch.autograd.grad(copy.deepcopy(ema)(z), params, retain_graph=True)
+                    results[a]["stale"].append(_cosine(g_ema, g_exact))
+                    results[a]["norm"].append(_norm(g_ema) / _norm(g_batch))
             task = F.cross_entropy(head(z), data.train_y[rows])
             loss = task + args.weight * trainer(z)
             optimizer.zero_grad(set_to_none=True)
@@ -99,6 +111,8 @@ def run(args) -> dict[int, dict[str, list[float]]]:
             optimizer.step()
             with torch.no_grad():
                 history = (history + [(rows, features.sums(z.detach(), extra))])[-longest:]
+                for ema in emas.values():
+                    ema(z.detach())
             step += 1
     with torch.no_grad():
         accuracy = float((head(encoder(data.test_x)).argmax(dim=1) == data.test_y).double().mean())
@@ -130,6 +144,7 @@ def _measure(encoder, data, rows, z, history, features, extra, probe, batch_loss
         results[k]["stale"].append(_cosine(g_stale, g_exact))
         results[k]["fresh"].append(_cosine(g_fresh, g_exact))
         results[k]["norm"].append(_norm(g_stale) / _norm(g_batch))
+    return g_exact, g_batch
 
 
 def main() -> None:
@@ -139,6 +154,7 @@ def main() -> None:
     parser.add_argument("--train", default="batch", choices=("batch", "population"))
     parser.add_argument("--train-window", type=int, default=12)
     parser.add_argument("--windows", default="1,2,3,4,6,8,12")
+    parser.add_argument("--momenta", default="", help="EMA momenta a to measure too (stale estimate only)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--every", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
@@ -161,7 +177,10 @@ def _table(args, results, label: str) -> None:
           "| gradient norm / per-batch |")
     print("|---:|---:|---:|---:|---:|---:|")
     for k, r in results.items():
-        if k == 1:
+        if isinstance(k, float):
+            print(f"| EMA a = {k:.3g} | {128 * (2 - k) / k:.0f} | | {statistics.median(r['stale']):+.2f} | | "
+                  f"{statistics.median(r['norm']):.2f} |")
+        elif k == 1:
             print(f"| 1 (per batch) | 128 | 0 | {statistics.median(r['batch']):+.2f} | {statistics.median(r['batch']):+.2f} | 1 |")
         else:
             print(f"| {k} | {128 * k} | {statistics.median(r['bias']):+.3f} | {statistics.median(r['stale']):+.2f} | "

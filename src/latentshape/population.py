@@ -27,9 +27,12 @@ variance of a mean of :math:`N_{eff}` points. :math:`q_t = 1/N_{eff}` follows th
 constant N, :math:`q = a^2 / (N (1 - (1 - a)^2)) = a / (N (2 - a))`, i.e.
 :math:`N_{eff} = N (2 - a) / a`. The value is z-scored by the loss's null at round(N_eff): exact for
 the mean of the quadratic statistics here, and up to O(1/N_eff) corrections (the weighted mean's
-higher cumulants) for their variance. When :math:`m_t` equals the means of a data set of M points,
-the gradient with respect to the current batch's rows is :math:`a M / N` times the full-data
-statistic's gradient restricted to them (1 for a = N / M).
+higher cumulants) for their variance. The batch weighs :math:`a_t` in the mean but is a share
+:math:`N_t / N_{eff}` of its points (:math:`a/(2-a)` at stationarity): its gradient is scaled by
+:math:`N_t / (N_{eff} a_t)`, so that when :math:`m_t` equals the means of a data set of
+:math:`M = N_{eff}` points the gradient with respect to the current rows is the full-data
+statistic's gradient restricted to them (factor 1, as for a window); without that scaling it
+would be :math:`2 - a` times larger.
 
 Training mode updates the buffers (under ``torch.no_grad``) after each call; eval mode returns the
 wrapped loss of the batch alone and touches nothing. With ``distributed=True`` on the wrapped loss
@@ -199,6 +202,10 @@ class PopulationMode(nn.Module):
         if self.momentum is None:
             return (self.feature_sums.sum(dim=0) + sums) / n_eff, n_eff
         weight = max(self.momentum, 1.0 / (int(self.steps) + 1))
+        # The batch weighs `weight` in the mean but is a share n / N_eff of its points: the gradient through
+        # it gets that share (as in a window); the value is unchanged (x + c (x - x) == x).
+        share = n / (n_eff * weight)
+        sums = sums.detach() + share * (sums - sums.detach())
         return (1 - weight) * self.feature_sums + weight * (sums / n), n_eff
 
     @torch.no_grad()
