@@ -7,12 +7,16 @@ A batch statistic that is a function :math:`f(\bar\phi, n)` of the means
 current batch only. :class:`PopulationMode` keeps that estimate in module buffers (features, not
 points: O(F) memory with ``momentum``, O(K F) with ``window``).
 
-**Window** (``window=K``, the default K = 16): the estimate is the sum of the current batch's
-feature sums and those of the previous K - 1 batches (detached), divided by their total count
+**Window** (``window=K``, the default K = 2, chosen from staleness measurements): the estimate is
+the sum of the current batch's feature sums and those of the previous K - 1 batches (detached),
+divided by their total count
 :math:`n = \sum N_s`. Under the null (every batch i.i.d. N(0, I)) the pooled sums have exactly the
 law of one batch of n points, so the value is calibrated by the loss's own null at n, exactly.
 If the stored sums are those of the other points of a data set of n points, the gradient with
-respect to the current rows *is* the full-data statistic's gradient restricted to them (factor 1).
+respect to the current rows *is* the full-data statistic's gradient restricted to them (factor 1),
+which has the per-batch loss's size for a statistic of degree 1 in the sample size. A feature map
+may rescale the gradient of components of higher degree (``gradient_scales(n, n_eff)``: the
+wristband's coordinate term, of degree 2, by n / N_eff); values are never rescaled.
 
 **EMA** (``momentum=a``): :math:`m_t = (1 - a_t)\, m_{t-1}^{\text{detached}} + a_t \bar\phi_t`, with
 :math:`a_t = \max(a, 1/t)` (the first 1/a batches are averaged with equal weights, so no zero-
@@ -23,9 +27,12 @@ variance of a mean of :math:`N_{eff}` points. :math:`q_t = 1/N_{eff}` follows th
 constant N, :math:`q = a^2 / (N (1 - (1 - a)^2)) = a / (N (2 - a))`, i.e.
 :math:`N_{eff} = N (2 - a) / a`. The value is z-scored by the loss's null at round(N_eff): exact for
 the mean of the quadratic statistics here, and up to O(1/N_eff) corrections (the weighted mean's
-higher cumulants) for their variance. When :math:`m_t` equals the means of a data set of M points,
-the gradient with respect to the current batch's rows is :math:`a M / N` times the full-data
-statistic's gradient restricted to them (1 for a = N / M).
+higher cumulants) for their variance. The batch weighs :math:`a_t` in the mean but is a share
+:math:`N_t / N_{eff}` of its points (:math:`a/(2-a)` at stationarity): its gradient is scaled by
+:math:`N_t / (N_{eff} a_t)`, so that when :math:`m_t` equals the means of a data set of
+:math:`M = N_{eff}` points the gradient with respect to the current rows is the full-data
+statistic's gradient restricted to them (factor 1, as for a window); without that scaling it
+would be :math:`2 - a` times larger.
 
 Training mode updates the buffers (under ``torch.no_grad``) after each call; eval mode returns the
 wrapped loss of the batch alone and touches nothing. With ``distributed=True`` on the wrapped loss
@@ -45,7 +52,7 @@ from .validation import as_embeddings, autocast_disabled
 
 __all__ = ["PopulationMode", "feature_map"]
 
-DEFAULT_WINDOW = 16  # provisional: the staleness/horizon trade-off has not been measured yet
+DEFAULT_WINDOW = 2  # measured: benchmarks/population_staleness.py (docs/population.md, Staleness)
 
 
 def feature_map(loss: BatchStatistic):
@@ -74,7 +81,8 @@ class PopulationMode(nn.Module):
         loss: a :class:`~latentshape.MomentMatchingLoss`, :class:`~latentshape.SIGReg` or
             :class:`~latentshape.WristbandLoss` (global spectral path; its own
             ``calibrate``, weights and ``distributed`` apply).
-        window: K, the number of batches pooled (the current one and K - 1 stored); default 16.
+        window: K, the number of batches pooled (the current one and K - 1 stored); default 2
+            (stored features go stale; see the staleness section of docs/population.md).
         momentum: a in (0, 1], an exponential moving average instead (exclusive with ``window``).
 
     The forward value is the loss's z-score at the effective size (``calibrate=True``) or its raw
@@ -149,6 +157,10 @@ class PopulationMode(nn.Module):
         with_batch = getattr(self.features, "with_batch", None)  # components that stay per batch (wristband's rad)
         if with_batch is not None:
             raw = with_batch(raw, x)
+        scales = getattr(self.features, "gradient_scales", None)  # components of degree > 1 in the sample size
+        if scales is not None:
+            factor = scales(n, n_eff).to(raw.device, raw.dtype)
+            raw = raw.detach() + factor * (raw - raw.detach())
         self._update(sums.detach(), n)
         weights = torch.tensor(self.loss.weights, dtype=raw.dtype, device=raw.device)
         if not self.loss.calibrate:
@@ -190,6 +202,10 @@ class PopulationMode(nn.Module):
         if self.momentum is None:
             return (self.feature_sums.sum(dim=0) + sums) / n_eff, n_eff
         weight = max(self.momentum, 1.0 / (int(self.steps) + 1))
+        # The batch weighs `weight` in the mean but is a share n / N_eff of its points: the gradient through
+        # it gets that share (as in a window); the value is unchanged (x + c (x - x) == x).
+        share = n / (n_eff * weight)
+        sums = sums.detach() + share * (sums - sums.detach())
         return (1 - weight) * self.feature_sums + weight * (sums / n), n_eff
 
     @torch.no_grad()

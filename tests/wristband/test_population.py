@@ -31,19 +31,37 @@ def _filled(population: PopulationMode, data: torch.Tensor, batch: int) -> torch
 
 @pytest.mark.parametrize("calibrate", [False, True])
 def test_window_gradient_is_the_full_data_gradient_restricted_to_the_batch(calibrate):
-    # lambda_rad = 0: every remaining component is pooled, so a full window is the full-data statistic.
+    # lambda_rad = 0: every remaining component is pooled, so a full window is the full-data statistic;
+    # lambda_coord = 0 here (coord's gradient is rescaled, next test).
     data, batch, window = _data(4 * 96, 5), 96, 4
-    loss = WristbandLoss(lambda_sharp=0, lambda_rad=0, lambda_ang=0.5, calibrate=calibrate)
-    population = PopulationMode(loss, window=window)
+    options = dict(lambda_sharp=0, lambda_rad=0, lambda_ang=0.5, lambda_coord=0, calibrate=calibrate)
+    population = PopulationMode(WristbandLoss(**options), window=window)
     last = _filled(population, data, batch)
     value = population(last)
     value.backward()
     full = torch.cat([data[:-batch], last.detach()]).requires_grad_(True)
-    reference = WristbandLoss(lambda_sharp=0, lambda_rad=0, lambda_ang=0.5, calibrate=calibrate)(full)
+    reference = WristbandLoss(**options)(full)
     reference.backward()
     assert float(value.detach()) == pytest.approx(float(reference.detach()), rel=1e-9, abs=1e-9)
     torch.testing.assert_close(last.grad, full.grad[-batch:], rtol=1e-7, atol=1e-10)
     assert float(last.grad.abs().max()) > 1e-6
+
+
+def test_coordinate_gradient_is_the_full_data_one_times_the_batch_share():
+    # coord ~ n^2 (Q_j ~ n, squared): its gradient at the pooled estimate is scaled by n / N_eff,
+    # the value is the full-data one; the other components keep the full-data gradient.
+    data, batch, window = _data(4 * 96, 5, seed=3), 96, 4
+    options = dict(lambda_sharp=0, lambda_rad=0, lambda_ang=0.5, calibrate=False)
+    population = PopulationMode(WristbandLoss(lambda_coord=2.0, **options), window=window)
+    last = _filled(population, data, batch)
+    value = population(last)
+    value.backward()
+    full = torch.cat([data[:-batch], last.detach()]).requires_grad_(True)
+    rest = WristbandLoss(lambda_coord=0, **options)(full)
+    coord = coordinate_smooth_statistic(full)
+    assert float(value.detach()) == pytest.approx(float(rest + 2.0 * coord), rel=1e-9)
+    (rest + 2.0 * coord * (batch / full.shape[0])).backward()  # the value is unchanged; only the gradient is scaled
+    torch.testing.assert_close(last.grad, full.grad[-batch:], rtol=1e-7, atol=1e-10)
 
 
 def test_raw_components_are_the_full_data_ones_and_rad_is_the_batch_one():
@@ -94,7 +112,8 @@ def test_sharp_term_pools_its_low_degrees_and_keeps_the_batch_residual():
     residual = torch.exp(beta * raw_components(alone, config)[4]) - _sharp_head(alone, beta, config.k_modes, 8.0)
     sharp = torch.log(_sharp_head(full, beta, config.k_modes, 8.0) + residual) / beta
     reference = raw[0] + 0.5 * raw[2] + raw[3] + sharp + raw[5]
-    reference.backward()
+    share = batch / full.shape[0]  # coord's gradient is scaled by n / N_eff, its value is not
+    (reference - (1 - share) * raw[5]).backward()
     assert float(value.detach()) == pytest.approx(float(reference.detach()), rel=1e-9)
     torch.testing.assert_close(last.grad, full.grad[-batch:], rtol=1e-6, atol=1e-10)
     sharp_only = PopulationMode(WristbandLoss(lambda_rad=0, lambda_mom=0, lambda_coord=0, calibrate=False), window=4)

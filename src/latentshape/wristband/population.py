@@ -11,7 +11,9 @@ features, so :class:`latentshape.PopulationMode` can evaluate them on a running 
 - ``mom``: :math:`\sum_i x_i` and :math:`\sum_i x_i x_i^\top`, the covariance
   :math:`\frac{n}{n-1}(E - m m^\top)` and the moment penalty;
 - ``coord``: per coordinate :math:`\sum_i \cos(k\pi\Phi(x_{ij}))`, k = 1..4, then Neyman's
-  :math:`Q_j = 2n\sum_k c_{jk}^2` and :math:`\frac1d\sum_j Q_j^2`.
+  :math:`Q_j = 2n\sum_k c_{jk}^2` and :math:`\frac1d\sum_j Q_j^2`; that is of degree 2 in n, so
+  its gradient through the batch is scaled by n / N_eff (:meth:`WristbandFeatures.gradient_scales`)
+  to the per-batch loss's size.
 
 The radial term ``rad`` is a sort statistic (a transport cost between the sorted radii and fixed
 quantiles): it is not a function of feature means and stays **per batch**. The sharp term is split:
@@ -57,7 +59,7 @@ from .spectral import SpectralSums, energy_from_sums, spectral_sums
 
 __all__ = ["WristbandFeatures", "wristband_feature_map"]
 
-_RAD, _SHARP = COMPONENT_NAMES.index("rad"), COMPONENT_NAMES.index("sharp")
+_RAD, _SHARP, _COORD = COMPONENT_NAMES.index("rad"), COMPONENT_NAMES.index("sharp"), COMPONENT_NAMES.index("coord")
 _DIAGONAL_PENALTIES = ("kl_diag", "jeff_diag")
 
 
@@ -128,6 +130,18 @@ class WristbandFeatures:
                 tiny = torch.finfo(torch.float64).tiny
                 sharp = torch.log((pooled[_SHARP] + residual).clamp_min(tiny)) / self.config.beta
         return torch.stack([pooled[0], rad, pooled[2], pooled[3], sharp, pooled[5]])
+
+    def gradient_scales(self, n: int, n_eff: float) -> Tensor:
+        r"""Per-component factors on the gradient through the batch ``(C,)``: n / N_eff for ``coord``, else 1.
+
+        ``coord`` is :math:`\frac1d\sum_j Q_j^2` with :math:`Q_j \propto n`: homogeneous of degree 2
+        in the sample size, so its gradient at the pooled estimate is N_eff / n times the per-batch
+        loss's. The factor brings it back to the per-batch size (the other components are of degree 1,
+        and their gradient at the pooled estimate already has the per-batch size).
+        """
+        scales = torch.ones(len(COMPONENT_NAMES), dtype=torch.float64)
+        scales[_COORD] = n / max(float(n_eff), float(n))
+        return scales
 
     def _residual(self, direction: Tensor, t: Tensor) -> Tensor:
         """The sharp kernel's degrees >= 3 on blocks of the batch, 0-d."""
