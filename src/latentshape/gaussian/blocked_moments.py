@@ -37,6 +37,11 @@ def blocked_moments(x: Tensor) -> tuple[Tensor, Tensor]:
     return shift.squeeze(-2).to(torch.float64) + offset, covariance
 
 
+def _block_starts(n: int) -> list[int]:
+    # a loop over the block count, not range(0, n, rows): under torch.compile a guard on the count, not on n
+    return [i * _BLOCK_ROWS for i in range(-(-n // _BLOCK_ROWS))]
+
+
 class _ShiftedSums(torch.autograd.Function):
     """(sum_i (x_i - c), sum_i (x_i - c)(x_i - c)^T) in float64 from float32 row blocks; the backward
     writes dL/dx_i = g_1 + (G_2 + G_2^T)(x_i - c) block by block (autograd through row slices would
@@ -47,7 +52,7 @@ class _ShiftedSums(torch.autograd.Function):
         d = x.shape[-1]
         offset = x.new_zeros(x.shape[:-2] + (d,), dtype=torch.float64)
         scatter = x.new_zeros(x.shape[:-2] + (d, d), dtype=torch.float64)
-        for start in range(0, x.shape[-2], _BLOCK_ROWS):
+        for start in _block_starts(x.shape[-2]):
             block = x[..., start:start + _BLOCK_ROWS, :] - shift
             offset += block.sum(dim=-2).to(torch.float64)
             scatter += (block.transpose(-1, -2) @ block).to(torch.float64)
@@ -61,7 +66,7 @@ class _ShiftedSums(torch.autograd.Function):
         symmetric = (grad_scatter + grad_scatter.transpose(-1, -2)).to(x.dtype)
         linear = grad_offset.to(x.dtype).unsqueeze(-2)
         grad = torch.empty_like(x)
-        for start in range(0, x.shape[-2], _BLOCK_ROWS):
+        for start in _block_starts(x.shape[-2]):
             block = x[..., start:start + _BLOCK_ROWS, :] - shift
             grad[..., start:start + _BLOCK_ROWS, :] = torch.baddbmm(linear, block, symmetric) if block.dim() == 3 \
                 else linear + block @ symmetric
