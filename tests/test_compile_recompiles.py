@@ -36,7 +36,7 @@ def _compiled_run(loss_fn: nn.Module, backend: str) -> tuple[list[float], list[f
     def step(x: torch.Tensor) -> torch.Tensor:
         return loss_fn(encoder(x))
 
-    compiled = torch.compile(step, backend=backend)
+    compiled = torch.compile(step, backend=backend, fullgraph=True)  # a graph break raises
     torch._dynamo.reset()
     torch._dynamo.utils.counters.clear()
     values, eager = [], []
