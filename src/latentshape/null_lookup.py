@@ -27,7 +27,11 @@ from torch import Tensor
 
 from .validation import is_compiling
 
-__all__ = ["null_law_tensors", "module_token", "registered_module"]
+__all__ = ["null_law_tensors", "module_token", "registered_module", "HAS_CUSTOM_OPS"]
+
+# torch.library.custom_op exists from torch 2.4; before it, compiled graphs break at these lookups instead.
+HAS_CUSTOM_OPS = hasattr(torch.library, "custom_op")
+_constant_result = getattr(torch.compiler, "assume_constant_result", lambda fn: fn)
 
 _OWNERS: "weakref.WeakValueDictionary[str, torch.nn.Module]" = weakref.WeakValueDictionary()
 _TOKENS: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
@@ -35,7 +39,7 @@ _COUNTER = itertools.count()
 _LOCK = threading.Lock()
 
 
-@torch.compiler.assume_constant_result  # run once while tracing; the token is a constant of the graph
+@_constant_result  # run once while tracing; the token is a constant of the graph
 def module_token(owner: torch.nn.Module) -> str:
     """A name for ``owner`` that an operator can resolve at run time (:func:`registered_module`; held weakly)."""
     with _LOCK:
@@ -54,16 +58,18 @@ def registered_module(token: str) -> torch.nn.Module:
     return owner
 
 
-@torch.library.custom_op("latentshape::null_law", mutates_args=())
 def _null_law(token: str, n: int, d: int, components: int, device: str) -> Tensor:
     """Packed ``(mean (C), std (C), corr (C x C))`` of the null law of ``token``'s statistic at (n, d)."""
     stats = registered_module(token).null_stats(n, d, device=device)
     return torch.cat([stats.mean, stats.std, stats.corr.reshape(-1)]).to(torch.float64)
 
 
-@_null_law.register_fake
-def _(token: str, n: int, d: int, components: int, device: str) -> Tensor:
+def _null_law_shape(token: str, n: int, d: int, components: int, device: str) -> Tensor:
     return torch.empty(components * (components + 2), dtype=torch.float64)
+
+
+if HAS_CUSTOM_OPS:
+    torch.library.custom_op("latentshape::null_law", _null_law, mutates_args=()).register_fake(_null_law_shape)
 
 
 def null_law_tensors(owner: torch.nn.Module, n: int, d: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
@@ -73,7 +79,7 @@ def null_law_tensors(owner: torch.nn.Module, n: int, d: int, device: torch.devic
     trace the output of the ``latentshape::null_law`` operator (the same values, computed when the
     graph runs, with no guard on n).
     """
-    if not is_compiling():
+    if not (is_compiling() and HAS_CUSTOM_OPS):
         stats = owner.null_stats(n, d, device=device)
         return stats.mean, stats.std, stats.corr
     size = len(owner.component_names)
