@@ -1,6 +1,7 @@
 """Recompilations of a compiled training step (encoder + WristbandLoss) over epochs with a short last batch.
 
-Prints the number of compiled graphs (Dynamo frame compilations), recompilations, graph breaks,
+Prints the number of compiled graphs, of Dynamo frame compilations (with no graph break: 1 + the
+recompilations; every break adds resume frames, each compiled per batch size), graph breaks,
 Dynamo warnings and the largest relative difference between the compiled and the eager value (the
 eager step re-draws the same random slices: the slice generator is rewound). Usage:
 ``python benchmarks/compile_recompiles.py [--epochs 3] [--loss wristband|sigreg|...] [--backend inductor]``.
@@ -68,7 +69,7 @@ def main() -> None:
     breaks = sum(torch._dynamo.utils.counters["graph_break"].values())
     dynamo_warnings = [str(w.message)[:120] for w in caught if "dynamo" in str(w.filename).lower() or "torch._dynamo" in str(w.message)]
     print(f"loss={args.loss} backend={args.backend} epochs={args.epochs} unique graphs={frames} "
-          f"recompiles={compiled_frames - 1} graph breaks={breaks} first step {first:.1f} s, "
+          f"frames compiled={compiled_frames} graph breaks={breaks} first step {first:.1f} s, "
           f"max |compiled - eager| / |eager| = {worst:.2e}, dynamo warnings: {len(dynamo_warnings)}")
     for message in dynamo_warnings[:5]:
         print("  warning:", message)

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "NullStats",
+    "calibrated_total",
     "monte_carlo_null",
     "cached_null_stats",
     "clear_null_cache",

@@ -1,7 +1,7 @@
 r"""The null law of a batch statistic as graph *data* under ``torch.compile``.
 
 A calibrated loss standardizes its raw components with the null mean, sd and correlation at the
-batch's (N, d) (:mod:`latentshape.calibration`). Eagerly those come from a Python cache. Inside a
+batch's (N, d) (:class:`~latentshape.calibration.NullStats`). Eagerly those come from a Python cache. Inside a
 ``torch.compile`` trace a Python lookup keyed on N would either break the graph or turn N and the
 null moments into constants the graph guards on, so that every new batch size recompiles. Here the
 lookup is one opaque operator, ``latentshape::null_law(token, n, d, components, device)``: N enters
