@@ -69,7 +69,8 @@ def _check(name: str, backend: str) -> None:
     assert not flagged
 
 
-FAST = ("moment matching", "sliced Wasserstein")  # a few seconds each; the others take 5-20 s on two busy cores
+# a few seconds each; the others take 5-20 s on two busy cores
+FAST = ("moment matching", "sliced Wasserstein")
 
 
 @pytest.mark.parametrize("name", [pytest.param(name, marks=() if name in FAST else pytest.mark.slow) for name in LOSSES])

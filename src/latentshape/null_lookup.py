@@ -1,12 +1,13 @@
 r"""The null law of a batch statistic as graph *data* under ``torch.compile``.
 
 A calibrated loss standardizes its raw components with the null mean, sd and correlation at the
-batch's (N, d) (:class:`~latentshape.calibration.NullStats`). Eagerly those come from a Python cache. Inside a
-``torch.compile`` trace a Python lookup keyed on N would either break the graph or turn N and the
-null moments into constants the graph guards on, so that every new batch size recompiles. Here the
-lookup is one opaque operator, ``latentshape::null_law(token, n, d, components, device)``: N enters
-as a (symbolic) integer, the moments leave as a tensor, and one compiled graph with a dynamic batch
-dimension serves every N. The operator runs the ordinary cached computation
+batch's (N, d) (:class:`~latentshape.calibration.NullStats`). Eagerly those come from a Python
+cache. Inside a ``torch.compile`` trace a Python lookup keyed on N would either break the graph
+or turn N and the null moments into constants the graph guards on, so that every new batch size
+recompiles. Here the lookup is one opaque operator,
+``latentshape::null_law(token, n, d, components, device)``: N enters as a (symbolic) integer, the
+moments leave as a tensor, and one compiled graph with a dynamic batch dimension serves every N.
+The operator runs the ordinary cached computation
 (:meth:`latentshape.statistic.BatchStatistic.null_stats`) when the graph executes.
 
 >>> import latentshape as ls
@@ -72,7 +73,8 @@ if HAS_CUSTOM_OPS:
     torch.library.custom_op("latentshape::null_law", _null_law, mutates_args=()).register_fake(_null_law_shape)
 
 
-def null_law_tensors(owner: torch.nn.Module, n: int, d: int, device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+def null_law_tensors(owner: torch.nn.Module, n: int, d: int,
+                     device: torch.device | str = "cpu") -> tuple[Tensor, Tensor, Tensor]:
     """``(mean, std, corr)`` of ``owner``'s null law at (n, d), float64 on the CPU.
 
     Eagerly the cached :class:`~latentshape.calibration.NullStats` fields; inside a ``torch.compile``
