@@ -1,6 +1,6 @@
 """Cost of the first calibrated call at a new batch shape, as a ratio to a later call, in one run.
 
-    python benchmarks/first_call_cost.py [--rounds 7] [--later 9] [--profile LOSS]
+    python benchmarks/first_call_cost.py [--rounds 7] [--later 9] [--losses A,B] [--profile LOSS]
 
 For each default-configured loss (``calibrate=True``) and shape (N, d), a round clears the caches
 and times one forward + backward (the *first* call: it computes the null law at (N, d)), then
@@ -97,13 +97,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--later", type=int, default=9)
     parser.add_argument("--profile", help="cProfile one first call of this loss (class name) instead")
+    parser.add_argument("--losses", help="comma-separated class names (default: all)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     if args.profile:
         profile_first_call(args.profile, *SHAPES[0])
         return
     print("| loss | N | d | first / later, new N | first / later, new d | first call, new N |\n|---|---|---|---|---|---|")
+    chosen = args.losses.split(",") if args.losses else None
     for name, loss in losses().items():
+        if chosen and name not in chosen:
+            continue
         for n, d in SHAPES:
             monte_carlo = name == "SlicedWassersteinGaussian"
             rounds = 1 if monte_carlo else args.rounds

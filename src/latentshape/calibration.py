@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "NullStats",
+    "calibrated_total",
     "monte_carlo_null",
     "cached_null_stats",
     "clear_null_cache",
@@ -146,17 +147,24 @@ class NullStats:
         >>> float(stats.total(torch.tensor([1e36]), torch.tensor([1.0]))[0]) == SATURATION * torch.finfo(torch.float32).max
         True
         """
-        dtype = values.dtype if dtype is None else dtype
-        wide = torch.float32 if values.device.type == "mps" else torch.float64  # MPS has no float64
-        # Exact power-of-two rescaling: the float64 sums below stay finite for any finite raw value.
-        shrink = _SHRINK if wide == torch.float64 else 1.0
-        mean, std = self.mean.to(values.device, wide), self.std.to(values.device, wide)
-        z = (values.to(wide) * shrink - mean * shrink) / std
-        w = torch.as_tensor(weights, dtype=torch.float64)
-        variance = w @ self.corr @ w  # tensor arithmetic throughout: traceable by torch.compile
-        scale = torch.where(variance > 0, variance, torch.ones_like(variance)).sqrt().to(values.device, wide)
-        total = (z * w.to(values.device, wide)).sum(dim=-1) / scale
-        return _saturate(total, shrink, dtype), _saturate(z, shrink, dtype)
+        return calibrated_total(values, weights, self.mean, self.std, self.corr, dtype)
+
+
+def calibrated_total(values: Tensor, weights: Tensor, mean: Tensor, std: Tensor, corr: Tensor,
+                     dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+    """:meth:`NullStats.total` from the null law's tensors: pure tensor arithmetic, so that under
+    ``torch.compile`` the null law enters the graph as data (never as constants to guard on)."""
+    dtype = values.dtype if dtype is None else dtype
+    wide = torch.float32 if values.device.type == "mps" else torch.float64  # MPS has no float64
+    # Exact power-of-two rescaling: the float64 sums below stay finite for any finite raw value.
+    shrink = _SHRINK if wide == torch.float64 else 1.0
+    mean, std = mean.to(values.device, wide), std.to(values.device, wide)
+    z = (values.to(wide) * shrink - mean * shrink) / std
+    w = torch.as_tensor(weights, dtype=torch.float64)
+    variance = w @ corr @ w  # tensor arithmetic throughout: traceable by torch.compile
+    scale = torch.where(variance > 0, variance, torch.ones_like(variance)).sqrt().to(values.device, wide)
+    total = (z * w.to(values.device, wide)).sum(dim=-1) / scale
+    return _saturate(total, shrink, dtype), _saturate(z, shrink, dtype)
 
 
 # The calibrated total's cap as a fraction of its dtype's largest value (see NullStats.total).

@@ -29,8 +29,10 @@ from typing import ClassVar, Hashable
 import torch
 from torch import Tensor, nn
 
-from .calibration import NullStats, cached_null_stats, check_flag, check_null_samples, monte_carlo_null
+from .calibration import (NullStats, cached_null_stats, calibrated_total, check_flag, check_null_samples,
+                          monte_carlo_null)
 from .distributed import GlobalBatch, all_gather_rows, global_batch, is_distributed
+from .null_lookup import null_law_tensors
 from .validation import as_embeddings, autocast_disabled
 
 __all__ = ["BatchStatistic", "tensor_digest"]
@@ -128,7 +130,14 @@ class BatchStatistic(nn.Module):
     def zscore(self, x: Tensor) -> Tensor:
         """The calibrated total of each batch, shape ``x.shape[:-2]``: ~mean 0, sd 1 for N(0, I) rows."""
         raw, rows = self._raw_and_rows(x)
-        return self.null_stats(rows, x.shape[-1], device=x.device).total(raw, torch.tensor(self.weights))[0]
+        return self.calibrated(raw, rows, x.shape[-1], device=x.device)[0]
+
+    def calibrated(self, raw: Tensor, n: int, d: int, device: torch.device | str = "cpu",
+                   dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+        """``(total, z)`` of raw components ``(..., C)`` against the null at (n, d)
+        (:meth:`~latentshape.calibration.NullStats.total`). Under ``torch.compile`` the null law
+        enters the graph as tensors (:mod:`latentshape.null_lookup`): a new n never recompiles it."""
+        return calibrated_total(raw, torch.tensor(self.weights), *null_law_tensors(self, n, d, device), dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """Mean over leading dims of :meth:`zscore` (``calibrate=True``) or :meth:`statistic`; 0-d."""

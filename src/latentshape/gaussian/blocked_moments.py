@@ -60,6 +60,11 @@ def _centred_enough(mean: Tensor, covariance: Tensor) -> bool:
     return bool((16.0 * mean.detach().square() <= variance).all())
 
 
+def _block_starts(n: int) -> list[int]:
+    # a loop over the block count, not range(0, n, rows): under torch.compile a guard on the count, not on n
+    return [i * _BLOCK_ROWS for i in range(-(-n // _BLOCK_ROWS))]
+
+
 class _ShiftedSums(torch.autograd.Function):
     """(sum_i (x_i - c), sum_i (x_i - c)(x_i - c)^T) in float64 from float32 row blocks (c = None: the
     raw sums, blocks read in place); the backward writes dL/dx_i = g_1 + (G_2 + G_2^T)(x_i - c), block by
@@ -71,7 +76,7 @@ class _ShiftedSums(torch.autograd.Function):
         d = x.shape[-1]
         offset = x.new_zeros(x.shape[:-2] + (d,), dtype=torch.float64)
         scatter = x.new_zeros(x.shape[:-2] + (d, d), dtype=torch.float64)
-        for start in range(0, x.shape[-2], _BLOCK_ROWS):
+        for start in _block_starts(x.shape[-2]):
             block = x[..., start:start + _BLOCK_ROWS, :]
             if shift is not None:
                 block = block - shift
@@ -89,7 +94,7 @@ class _ShiftedSums(torch.autograd.Function):
         if shift is None:
             return (torch.baddbmm(linear, x, symmetric) if x.dim() == 3 else linear + x @ symmetric), None
         grad = torch.empty_like(x)
-        for start in range(0, x.shape[-2], _BLOCK_ROWS):
+        for start in _block_starts(x.shape[-2]):
             block = x[..., start:start + _BLOCK_ROWS, :] - shift
             grad[..., start:start + _BLOCK_ROWS, :] = torch.baddbmm(linear, block, symmetric) if block.dim() == 3 \
                 else linear + block @ symmetric

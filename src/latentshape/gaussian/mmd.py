@@ -114,7 +114,8 @@ _PAIR_BLOCK_ELEMENTS = 1 << 21  # (rows of a block) x N per batch: a few such bl
 
 def _pair_blocks(batch: int, n: int) -> list[tuple[int, int]]:
     rows = max(1, min(n, _PAIR_BLOCK_ELEMENTS // max(1, batch * n)))
-    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
+    # a loop over the block count, not range(0, n, rows): under torch.compile a guard on the count, not on n
+    return [(i * rows, min(n, (i + 1) * rows)) for i in range(-(-n // rows))]
 
 
 def _centred_rows(x: Tensor) -> tuple[Tensor, Tensor]:

@@ -63,10 +63,10 @@ def epps_pulley_quadrature(
     trapezoid = torch.full((points,), step, dtype=torch.float64)
     trapezoid[0] = trapezoid[-1] = step / 2
     # Fold the even integrand onto t >= 0: each positive node stands for itself and its mirror.
-    keep = full >= -1e-12 * t_max
-    nodes = full[keep].abs()
+    # The nodes t_i >= 0 are i >= points // 2 (a slice, not a mask: no data-dependent shape under torch.compile).
+    nodes = full[points // 2:].abs()
     fold = torch.where(nodes > 1e-12 * t_max, 2.0, 1.0)
-    weights = trapezoid[keep] * fold * torch.exp(-0.5 * nodes**2)
+    weights = trapezoid[points // 2:] * fold * torch.exp(-0.5 * nodes**2)
     return nodes.to(device=device, dtype=dtype), weights.to(device=device, dtype=dtype)
 
 
@@ -143,7 +143,8 @@ _BLOCK_ELEMENTS = 1 << 21  # rows x slices x nodes per block
 
 def _row_blocks(n: int, width: int) -> list[tuple[int, int]]:
     rows = max(1, min(n, _BLOCK_ELEMENTS // max(1, width)))
-    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
+    # a loop over the block count, not range(0, n, rows): under torch.compile a guard on the count, not on n
+    return [(i * rows, min(n, (i + 1) * rows)) for i in range(-(-n // rows))]
 
 
 class _ProjectedCharacteristicSums(torch.autograd.Function):

@@ -6,7 +6,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..null_lookup import HAS_CUSTOM_OPS, module_token, registered_module
 from ..statistic import BatchStatistic
+from ..validation import is_compiling
 
 __all__ = ["RandomSlicingLoss", "random_directions"]
 
@@ -65,7 +67,14 @@ class RandomSlicingLoss(BatchStatistic):
         return self.generator
 
     def directions(self, x: Tensor, generator: torch.Generator | None) -> Tensor:
-        """Fresh unit directions ``(*leading, d, slices)``: one independent set per leading batch."""
+        """Fresh unit directions ``(*leading, d, slices)``: one independent set per leading batch.
+
+        Under ``torch.compile`` (where ``generator`` is the module's own) the draw is one opaque
+        operator that runs when the graph does: the same directions as eagerly, and no graph break."""
+        if is_compiling() and HAS_CUSTOM_OPS:
+            drawn = torch.ops.latentshape.slice_directions(module_token(self), x.shape[-1], self.slices,
+                                                           list(x.shape[:-2]))
+            return drawn.to(device=x.device, dtype=x.dtype)
         return random_directions(
             x.shape[-1], self.slices, generator, tuple(x.shape[:-2]), dtype=x.dtype, device=x.device
         )
@@ -79,3 +88,17 @@ class RandomSlicingLoss(BatchStatistic):
 
     def extra_repr(self) -> str:
         return f"slices={self.slices}, seed={self.seed}, {self._flags_repr()}"
+
+
+def _slice_directions(token: str, d: int, count: int, leading: list[int]) -> Tensor:
+    """:func:`random_directions` (float64, CPU) from the generator of the module behind ``token``."""
+    return random_directions(d, count, registered_module(token).generator, tuple(leading), dtype=torch.float64)
+
+
+def _slice_directions_shape(token: str, d: int, count: int, leading: list[int]) -> Tensor:
+    return torch.empty(*leading, d, count, dtype=torch.float64)
+
+
+if HAS_CUSTOM_OPS:
+    torch.library.custom_op("latentshape::slice_directions", _slice_directions,
+                            mutates_args=()).register_fake(_slice_directions_shape)

@@ -47,7 +47,7 @@ def block_sizes(n: int, block: int) -> list[int]:
     if n < 1 or block < 1:
         raise ValueError(f"need n >= 1 and block >= 1, got n={n}, block={block}")
     count = -(-n // block)
-    small, extra = divmod(n, count)
+    small, extra = n // count, n % count  # not divmod: torch.compile cannot trace it on a symbolic n
     return [small + 1] * extra + [small] * (count - extra)
 
 

@@ -147,7 +147,8 @@ def default_block(n: int, d: int) -> int:
 _COEFFICIENTS: dict[tuple[WristbandConfig, int], tuple[tuple[float, ...], ...]] = {}
 
 
-@torch.compiler.disable  # a plain dict lookup, run eagerly: no graph guards on the cache
+# Depends on (config, d) only: under torch.compile it runs once while tracing and its floats are constants.
+@torch.compiler.assume_constant_result
 def kernel_coefficients(config: WristbandConfig, d: int) -> tuple[tuple[float, ...], ...]:
     """Radial (a_0..a_K) and angular (lambda_0..lambda_L) Mercer coefficients of ``config`` at width d, and
     lambda_0..lambda_2 of the sharp kernel (empty without the sharp term), cached."""
@@ -201,7 +202,7 @@ def _kernel_sums(
         return energy, angular_mean, None, cdf, score
     scale = (float(config.sharp_scale),)
     if block >= n_total:  # one block holds all pairs: the whole kernel there (nothing subtracted) is the exact energy
-        whole = block_residual_energy(direction, t, radial, scale, (1.0,), block, low=(0.0, 0.0, 0.0))
+        whole = block_residual_energy(direction, t, radial, scale, (1.0,), n_total, low=(0.0, 0.0, 0.0))
         return energy, angular_mean, whole, cdf, score
     head = (energy_from_sums(sums, n_total, d, radial, sharp) if sums is not None
             else spectral_kernel_sums(direction, t, radial, sharp))[0]

@@ -147,8 +147,7 @@ class WristbandLoss(BatchStatistic):
         raw, rows = self._raw_and_rows(x)
         dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
         if self.calibrate:
-            stats = self.null_stats(rows, x.shape[-1], device=x.device)
-            total, values = stats.total(raw, torch.tensor(self.weights), dtype=dtype)
+            total, values = self.calibrated(raw, rows, x.shape[-1], device=x.device, dtype=dtype)
         else:
             values = raw
             total = (raw * torch.tensor(self.weights, dtype=raw.dtype, device=raw.device)).sum(dim=-1)

@@ -149,7 +149,8 @@ _BLOCK_ELEMENTS = 1 << 21  # rows-per-block * width: large enough that per-block
 
 def _feature_blocks(n: int, width: int) -> list[tuple[int, int]]:
     rows = max(1, min(n, _BLOCK_ELEMENTS // max(1, width)))
-    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
+    # a loop over the block count, not over range(0, n, rows): torch.compile then guards on the count only
+    return [(i * rows, min(n, (i + 1) * rows)) for i in range(-(-n // rows))]
 
 
 class FeatureBlocks:
@@ -276,7 +277,7 @@ class _SpectralSums(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_zeroth, grad_first, grad_second):  # type: ignore[override]
         direction, t = ctx.saved_tensors
-        blocks = ctx.blocks
+        blocks = FeatureBlocks(direction, ctx.blocks.modes, ctx.blocks.degree)  # fresh: the forward's is not mutated
         blocks.prepare_backward(grad_zeroth, grad_first, grad_second)
         grad_direction = torch.empty_like(direction)  # every block below writes its rows
         grad_t = torch.empty_like(t)

@@ -64,7 +64,7 @@ class _FusedSpectralSums(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_zeroth, grad_first, grad_second, grad_cdf, grad_score):  # type: ignore[override]
         x, inverse, t, log_density, log_score_slope = ctx.saved_tensors
-        blocks, factor = ctx.blocks, ctx.factor
+        blocks, factor = FeatureBlocks(x, ctx.blocks.modes, ctx.blocks.degree), ctx.factor  # fresh: the forward's is not mutated
         blocks.prepare_backward(grad_zeroth, grad_first, grad_second)
         d_cdf, d_score = chi2_norm_slopes(log_density, log_score_slope)
         external = torch.zeros_like(d_cdf)  # dL/dr through the radial coordinates used elsewhere
