@@ -101,8 +101,10 @@ def _tiles(sizes: list[int]) -> list[tuple[int, int, int, int, int]]:
     """
     out = []
     for row, size, count in _groups(sizes):
-        step = max(1, _GROUP_ELEMENTS // size)
-        out.extend((row, size, count, start, min(size, start + step)) for start in range(0, size, step))
+        rows = max(1, _GROUP_ELEMENTS // size)
+        # a loop over the tile count, not range(0, size, rows): under torch.compile a guard on the
+        # count, not on the batch size
+        out.extend((row, size, count, i * rows, min(size, (i + 1) * rows)) for i in range(-(-size // rows)))
     return out
 
 

@@ -110,7 +110,8 @@ _BLOCK_ELEMENTS = 1 << 20  # rows per block * d: the elementwise work runs on bl
 
 def _row_blocks(x: Tensor) -> list[slice]:
     rows = max(1, _BLOCK_ELEMENTS // max(1, x.shape[-1]))
-    return [slice(start, start + rows) for start in range(0, x.shape[-2], rows)]
+    # a loop over the block count, not range(0, n, rows): under torch.compile a guard on the count, not on n
+    return [slice(i * rows, (i + 1) * rows) for i in range(-(-x.shape[-2] // rows))]
 
 
 class _SmoothStatistic(torch.autograd.Function):

@@ -120,7 +120,8 @@ def _radial_value_and_slope(
 
 def _row_blocks(n: int) -> list[tuple[int, int]]:
     rows = max(1, min(n, _CHUNK_ELEMENTS // max(1, n)))
-    return [(start, min(n, start + rows)) for start in range(0, n, rows)]
+    # a loop over the block count, not range(0, n, rows): under torch.compile a guard on the count, not on n
+    return [(i * rows, min(n, (i + 1) * rows)) for i in range(-(-n // rows))]
 
 
 class _PairwiseRowSums(torch.autograd.Function):
