@@ -196,7 +196,11 @@ class FeatureBlocks:
             if degree >= 1:
                 first.baddbmm_(weights, rows)
             if degree >= 2:
-                lifted = (_scaled(w, scale, 2).transpose(-1, -2).unsqueeze(-1) * rows.unsqueeze(-2)).flatten(-2)
+                # written into a rows-major buffer: the product's own layout would follow the
+                # modes-first weights and flatten(-2) would then copy it
+                lifted = rows.new_empty(rows.shape[:-1] + (modes, d))
+                torch.mul(_scaled(w, scale, 2).transpose(-1, -2).unsqueeze(-1), rows.unsqueeze(-2), out=lifted)
+                lifted = lifted.flatten(-2)
                 second.baddbmm_(lifted.transpose(-1, -2), rows)
         if degree >= 2:
             second = second.view(batch, modes, d, d)
