@@ -114,26 +114,37 @@ def _row_blocks(x: Tensor) -> list[slice]:
     return [slice(i * rows, (i + 1) * rows) for i in range(-(-x.shape[-2] // rows))]
 
 
+def _angle_slope(sine: Tensor, block: Tensor) -> Tensor:
+    """d cos(theta) / dx = -pi sin(theta) phi(x), written over ``sine``."""
+    return sine.mul_(block.square().mul_(-0.5).exp_()).mul_(-math.pi / math.sqrt(2.0 * math.pi))
+
+
 class _SmoothStatistic(torch.autograd.Function):
-    """Forward and backward on blocks of rows; the backward recomputes cos(theta) and its slope from the
-    saved x (a few elementwise passes) rather than keeping two N x d tensors."""
+    """Forward and backward on blocks of rows. A batch that fits in one block keeps cos(theta) and its
+    slope for the backward (two tensors of x's size); a larger one keeps only x and recomputes them,
+    block by block (a few elementwise passes), so that memory stays O(block) beyond x."""
 
     @staticmethod
     def forward(ctx, x, modes):  # type: ignore[override]
         n = x.shape[-2]
         sums = x.new_zeros(x.shape[:-2] + (x.shape[-1], modes), dtype=torch.float64)
-        for rows in _row_blocks(x):
-            sums += _cosine_sums(_angles(x[..., rows, :])[0], modes)
+        blocks = _row_blocks(x)
+        for rows in blocks:
+            first, sine = _angles(x[..., rows, :])
+            sums += _cosine_sums(first, modes)
         means = sums / n
         q = 2.0 * n * (means * means).sum(dim=-1)  # (..., d)
-        ctx.save_for_backward(x)
+        if len(blocks) == 1:
+            ctx.save_for_backward(x, first, _angle_slope(sine, x))
+        else:
+            ctx.save_for_backward(x)
         ctx.modes, ctx.means, ctx.q = modes, means, q
         return (q * q).mean(dim=-1)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):  # type: ignore[override]
-        x, = ctx.saved_tensors
+        x, *kept = ctx.saved_tensors
         modes, d = ctx.modes, x.shape[-1]
         # dL/dc_jk = grad * 8 N Q_j c_jk / d and dc_jk/dcos(theta_ij) = T_k'(cos theta_ij) / N: per
         # coordinate a polynomial of degree K - 1 in cos(theta_ij), evaluated by Horner
@@ -141,16 +152,17 @@ class _SmoothStatistic(torch.autograd.Function):
         polynomial = (weight @ _chebyshev_derivatives(modes, weight)).to(x.dtype)  # (..., d, K): c^0..c^(K-1)
         result = torch.empty_like(x)
         for rows in _row_blocks(x):
-            block = x[..., rows, :]
-            first, sine = _angles(block)
+            if kept:
+                first, slope = kept
+            else:
+                first, sine = _angles(x[..., rows, :])
+                slope = _angle_slope(sine, x[..., rows, :])
             if modes == 1:
                 total = polynomial[..., None, :, 0].expand_as(first).clone()
             else:
                 total = torch.addcmul(polynomial[..., None, :, modes - 2], first, polynomial[..., None, :, modes - 1])
             for p in range(modes - 3, -1, -1):
                 total.mul_(first).add_(polynomial[..., None, :, p])
-            # d cos(theta) / dx = -pi sin(theta) phi(x)
-            slope = sine.mul_(block.square().mul_(-0.5).exp_()).mul_(-math.pi / math.sqrt(2.0 * math.pi))
             result[..., rows, :] = total.mul_(slope)
         return result, None
 

@@ -196,11 +196,10 @@ class FeatureBlocks:
             if degree >= 1:
                 first.baddbmm_(weights, rows)
             if degree >= 2:
-                # written into a rows-major buffer: the product's own layout would follow the
-                # modes-first weights and flatten(-2) would then copy it
-                lifted = rows.new_empty(rows.shape[:-1] + (modes, d))
-                torch.mul(_scaled(w, scale, 2).transpose(-1, -2).unsqueeze(-1), rows.unsqueeze(-2), out=lifted)
-                lifted = lifted.flatten(-2)
+                # the (rows x modes) weights made contiguous first (a small copy): the product's
+                # layout follows them, and a modes-first product would be copied by flatten(-2)
+                weights2 = _scaled(w, scale, 2).transpose(-1, -2).contiguous()
+                lifted = (weights2.unsqueeze(-1) * rows.unsqueeze(-2)).flatten(-2)
                 second.baddbmm_(lifted.transpose(-1, -2), rows)
         if degree >= 2:
             second = second.view(batch, modes, d, d)
