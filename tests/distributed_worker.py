@@ -169,20 +169,14 @@ def _run_ddp_step(world_size: int, rank: int) -> dict:
     return {"loss": loss.detach(), "parameters": [p.detach().clone() for p in model.module.parameters()]}
 
 
-def main(rank: int, world_size: int, port: int, out_dir: Path) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
-        results = {"cases": _run_cases(world_size, rank, CASES, ROWS_PER_RANK),
-                   "tiny": _run_cases(world_size, rank, TINY_CASES, TINY_ROWS_PER_RANK),
-                   "errors": _run_errors(world_size, rank), "ddp": _run_ddp_step(world_size, rank)}
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    torch.save(results, out_dir / f"rank{rank}.pt")
+def compute(rank: int, world_size: int) -> dict:
+    return {"cases": _run_cases(world_size, rank, CASES, ROWS_PER_RANK),
+            "tiny": _run_cases(world_size, rank, TINY_CASES, TINY_ROWS_PER_RANK),
+            "errors": _run_errors(world_size, rank), "ddp": _run_ddp_step(world_size, rank)}
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gloo_world import serve
+
+    serve(compute)

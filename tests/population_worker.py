@@ -45,20 +45,14 @@ def run(populations: dict[str, PopulationMode], batches: list[torch.Tensor]) -> 
     return results
 
 
-def main(rank: int, world_size: int, port: int, out_dir: Path) -> None:
-    import torch.distributed as dist
-
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
-    try:
-        start = sum(ROWS_PER_RANK[:rank])
-        mine = [batch[start:start + ROWS_PER_RANK[rank]] for batch in global_batches(world_size)]
-        results = run(modules(True), mine)
-        dist.barrier()
-    finally:
-        dist.destroy_process_group()
-    torch.save(results, out_dir / f"rank{rank}.pt")
+def compute(rank: int, world_size: int) -> dict:
+    start = sum(ROWS_PER_RANK[:rank])
+    mine = [batch[start:start + ROWS_PER_RANK[rank]] for batch in global_batches(world_size)]
+    return run(modules(True), mine)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]))
+    sys.path.insert(0, str(Path(__file__).parent))
+    from gloo_world import serve
+
+    serve(compute)

@@ -10,10 +10,6 @@ gradient. One DDP step must match one single-process step on the whole batch.
 from __future__ import annotations
 
 import importlib.util
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -27,39 +23,16 @@ _WORKER_PATH = Path(__file__).with_name("distributed_worker.py")
 _spec = importlib.util.spec_from_file_location("latentshape_distributed_worker", _WORKER_PATH)
 worker = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(worker)
+_spec = importlib.util.spec_from_file_location("latentshape_gloo_world", Path(__file__).with_name("gloo_world.py"))
+gloo_world = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gloo_world)
 
 WORLD_SIZES = (2, 3)
 RELATIVE = 1e-6
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _run_world(world_size: int, out_dir: Path) -> list[dict]:
-    env = dict(os.environ)
-    source = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = source + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    port = _free_port()
-    processes = [
-        subprocess.Popen([sys.executable, str(_WORKER_PATH), str(rank), str(world_size), str(port), str(out_dir)],
-                         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for rank in range(world_size)
-    ]
-    outputs = []
-    for process in processes:
-        try:
-            outputs.append(process.communicate(timeout=240)[0])
-        except subprocess.TimeoutExpired:
-            for other in processes:
-                other.kill()
-            raise
-    failed = [(rank, p.returncode, out) for rank, (p, out) in enumerate(zip(processes, outputs)) if p.returncode]
-    assert not failed, "\n".join(f"rank {rank} exited with {code}:\n{out[-4000:]}" for rank, code, out in failed)
-    return [torch.load(out_dir / f"rank{rank}.pt") for rank in range(world_size)]
+    return gloo_world.run_world(_WORKER_PATH, world_size, out_dir)
 
 
 @pytest.fixture(scope="module", params=WORLD_SIZES, ids=lambda w: f"world{w}")

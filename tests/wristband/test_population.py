@@ -130,18 +130,19 @@ def test_window_one_is_the_batch_loss(calibrate, sharp):
         assert float(population(x)) == pytest.approx(float(loss(x)), rel=1e-8, abs=1e-8)
 
 
+def _null_values(population, *, n, d, steps, warm_up, seed):
+    """Population-mode values on fresh N(0, I) batches, after ``warm_up`` steps that fill the estimate."""
+    generator = torch.Generator().manual_seed(seed)
+    values = [float(population(torch.randn(n, d, generator=generator))) for _ in range(steps + warm_up)]
+    return torch.tensor(values[warm_up:])
+
+
 def test_null_calibration_at_the_effective_size():
     # Fresh N(0, I) batches, a window of 8: pooled components at N_eff = 1024, rad at N = 128.
     # Successive values share 7/8 of their estimate: 4000 steps give standard errors of ~0.05.
     torch.manual_seed(0)
     population = PopulationMode(WristbandLoss(lambda_sharp=0, calibrate=True), window=8)
-    generator = torch.Generator().manual_seed(3)
-    values = []
-    for step in range(4000 + 20):
-        value = population(torch.randn(128, 8, generator=generator))
-        if step >= 20:
-            values.append(float(value))
-    values = torch.tensor(values)
+    values = _null_values(population, n=128, d=8, steps=4000, warm_up=20, seed=3)
     assert population.effective_size(128) == 1024
     assert abs(float(values.mean())) < 0.1
     assert 0.9 < float(values.std()) < 1.1
@@ -151,13 +152,7 @@ def test_null_calibration_at_the_effective_size():
 def test_null_calibration_with_the_sharp_term():
     # The sharp term's null is Monte-Carlo (2048 draws at each of N_eff = 128, 192, 256 during warm-up).
     population = PopulationMode(WristbandLoss(null_samples=2048), window=4)
-    generator = torch.Generator().manual_seed(5)
-    values = []
-    for step in range(3000 + 10):
-        value = population(torch.randn(64, 4, generator=generator))
-        if step >= 10:
-            values.append(float(value))
-    values = torch.tensor(values)
+    values = _null_values(population, n=64, d=4, steps=3000, warm_up=10, seed=5)
     assert abs(float(values.mean())) < 0.1
     assert 0.9 < float(values.std()) < 1.1
 
