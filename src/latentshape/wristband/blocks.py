@@ -195,13 +195,13 @@ class _BlockResidual(torch.autograd.Function):
             u, w_block, wa_block = (_blocks(x, row, size, count) for x in (direction, w, wa))
             kernel, slope = _residual_and_slope(u[:, start:end] @ u[:, start:].transpose(-1, -2), d, scales, weights, low)
             slope.mul_(wa_block[:, start:end] @ w_block[:, start:].transpose(-1, -2))
-            square = rows = end - start
+            rows = end - start  # also the width of the unit's square part
             into_u, into_w = _in_blocks(pulled_u, row, size, count), _in_blocks(pulled_w, row, size, count)
             into_u[:, :, start:end] += (slope @ u[:, start:]).view(batch, count, rows, d)
             into_w[:, :, start:end] += (kernel @ wa_block[:, start:]).view(batch, count, rows, -1)
             if end < size:  # the columns past the square: their (j, i) halves
-                into_u[:, :, end:] += (slope[..., square:].transpose(-1, -2) @ u[:, start:end]).view(batch, count, size - end, d)
-                into_w[:, :, end:] += (kernel[..., square:].transpose(-1, -2) @ wa_block[:, start:end]).view(batch, count, size - end, -1)
+                into_u[:, :, end:] += (slope[..., rows:].transpose(-1, -2) @ u[:, start:end]).view(batch, count, size - end, d)
+                into_w[:, :, end:] += (kernel[..., rows:].transpose(-1, -2) @ wa_block[:, start:end]).view(batch, count, size - end, -1)
         scale = (2.0 * grad_energy / pairs).to(direction.dtype).view(batch, 1, 1)  # K symmetric: each pair twice
         # dr(t_i, t_j)/dt_i = sum_k a_k (-k pi sin(k pi t_i)) w_jk
         slope_t = torch.sin(angle).mul_(-math.pi * torch.arange(len(radial), dtype=t.dtype, device=t.device))
