@@ -144,7 +144,7 @@ def _frequencies(modes: int, like: Tensor) -> Tensor:
     return math.pi * torch.arange(modes, dtype=like.dtype, device=like.device)
 
 
-_BLOCK_ELEMENTS = 1 << 21  # rows-per-block * width: large enough that per-block Python overhead is small
+_BLOCK_ELEMENTS = 1 << 18  # rows-per-block * width: a block's (modes x rows) and lifted tensors stay in cache (1 MiB in float32)
 
 
 def _feature_blocks(n: int, width: int) -> list[tuple[int, int]]:
