@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .mercer import default_alpha
+from .shared_images import SharedImageRowSums, shared_images_fit
 
 __all__ = ["AngularKernel", "default_alpha", "angular_kernel", "radial_kernel", "pairwise_row_sums"]
 
@@ -40,6 +41,9 @@ _CHUNK_ELEMENTS = 1 << 20  # rows-per-block * N; a few such blocks live at once
 # Below this many kernel entries (B * N^2) the chordal forward keeps its three radial images for
 # the backward (12 MiB in float32) instead of recomputing the Gram product and three exponentials.
 _KEEP_IMAGES_ELEMENTS = 1 << 20
+# Strips of the shared-image path: each pair once, so the fewer rows a strip the fewer pairs twice (the
+# diagonal squares), but the more calls.
+_SYMMETRIC_STRIPS = 4
 _FUSED_IMAGE_WIDTH = 64  # up to this d, each image is one (d + 3)-wide product (see _block_images)
 
 
@@ -80,6 +84,11 @@ def pairwise_row_sums(
     tensor([[0.2636, 0.2636]], dtype=torch.float64)
     """
     if angular == "chordal":
+        n = direction.shape[-2]
+        if direction.shape[-1] <= _FUSED_IMAGE_WIDTH and shared_images_fit(float(beta), direction.dtype):
+            keep = direction.shape[0] * n * n <= _KEEP_IMAGES_ELEMENTS
+            strips = _row_blocks(n, parts=_SYMMETRIC_STRIPS)
+            return SharedImageRowSums.apply(direction, t, float(beta), float(alpha), strips, keep)
         return _ChordalPairwiseRowSums.apply(direction, t, float(beta), float(alpha))
     return _PairwiseRowSums.apply(direction, t, float(beta), float(alpha), angular)
 
@@ -118,8 +127,9 @@ def _radial_value_and_slope(
     return value, slope
 
 
-def _row_blocks(n: int) -> list[tuple[int, int]]:
-    rows = max(1, min(n, _CHUNK_ELEMENTS // max(1, n)))
+def _row_blocks(n: int, parts: int = 1) -> list[tuple[int, int]]:
+    """Consecutive row ranges of at most _CHUNK_ELEMENTS / n rows, and at least ``parts`` of them."""
+    rows = max(1, min(-(-n // parts), _CHUNK_ELEMENTS // max(1, n)))
     # a loop over the block count, not range(0, n, rows): under torch.compile a guard on the count, not on n
     return [(i * rows, min(n, (i + 1) * rows)) for i in range(-(-n // rows))]
 
