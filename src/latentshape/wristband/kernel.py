@@ -85,7 +85,7 @@ def pairwise_row_sums(
     """
     if angular == "chordal":
         n = direction.shape[-2]
-        if direction.shape[-1] <= _FUSED_IMAGE_WIDTH and shared_images_fit(float(beta), direction.dtype):
+        if shared_images_fit(float(beta), direction.dtype):
             keep = direction.shape[0] * n * n <= _KEEP_IMAGES_ELEMENTS
             strips = _row_blocks(n, parts=_SYMMETRIC_STRIPS)
             return SharedImageRowSums.apply(direction, t, float(beta), float(alpha), strips, keep)
