@@ -44,7 +44,8 @@ _CHUNK_ELEMENTS = 1 << 20  # rows-per-block * N; a few such blocks live at once
 # (at most 12 MiB in float32) instead of recomputing their Gram products and exponentials.
 _KEEP_IMAGES_ELEMENTS = 1 << 20
 # Strips of the shared-image path (each pair once): with k strips (k + 1) / 2k of the pairs are
-# evaluated; more strips, more calls. 4 was the fastest at N = 1024 (docs/benchmarks.md).
+# evaluated; more strips, more calls. At N = 1024, 4 and 8 were within noise of each other
+# (benchmarks/results/cost_ratios.md).
 _SYMMETRIC_STRIPS = 4
 _FUSED_IMAGE_WIDTH = 64  # up to this d, each image is one (d + 3)-wide product (see _block_images)
 

@@ -65,7 +65,8 @@ class SharedImageRowSums(torch.autograd.Function):
     of recomputing them.
 
     >>> u = torch.nn.functional.normalize(torch.randn(1, 5, 3, dtype=torch.float64), dim=-1)
-    >>> r, a = SharedImageRowSums.apply(u, torch.rand(1, 5, dtype=torch.float64), 8.0, 12 ** -0.5, [(0, 2), (2, 5)], False)
+    >>> t = torch.rand(1, 5, dtype=torch.float64)
+    >>> r, a = SharedImageRowSums.apply(u, t, 8.0, 12 ** -0.5, [(0, 2), (2, 5)], False)
     >>> r.shape, bool((a > 0).all())
     (torch.Size([1, 5]), True)
     """
@@ -110,7 +111,8 @@ class SharedImageRowSums(torch.autograd.Function):
             columns.append(torch.cat([direction, direction * h.unsqueeze(-1)], dim=-1))
         totals = [torch.zeros_like(column) for column in columns]  # sum_j X_ij column_j, X = K, S (, E)
         for index, (start, stop) in enumerate(strips):
-            strip = kept[index] if kept is not None else _kernel_strip(direction, *factors, c, start, stop, h is not None)
+            strip = kept[index] if kept is not None else \
+                _kernel_strip(direction, *factors, c, start, stop, angular=h is not None)
             if h is not None:
                 strip[2].diagonal(dim1=-2, dim2=-1).zero_()
             for pairs, column, total in zip(strip, columns, totals):
