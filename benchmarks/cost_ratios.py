@@ -1,6 +1,6 @@
 """Cost of the wristband loss as a ratio to a trivial per-point function, measured in one run.
 
-    python benchmarks/cost_ratios.py [--repeats 30] [--rounds 5] [--only spectral|pairwise]
+    python benchmarks/cost_ratios.py [--repeats 30] [--rounds 5] [--only spectral|pairwise] [--baseline REV]
 
 ``triv(x) = (x.square().sum(1).sqrt()[:, None] * x).sum()``: one norm per row and one pass over x,
 forward + backward. Every case is timed against it on the same x, float32, one thread, the
@@ -14,6 +14,10 @@ over rounds; the pairwise cases also print their ratio to the Gram + exp referen
   next to one naive ``exp(x @ x.T / d).mean()`` (Gram + exp, the floor any exact pairwise kernel
   pays; target: pairwise <= 2x it).
 
+``--baseline REV`` adds the pairwise case (no sharp/coord) with the pairwise kernel module
+(``src/latentshape/wristband/kernel.py``) as it is at git revision REV, loaded next to the current one
+and interleaved in the same rounds: before/after in one run.
+
 Calibration is computed once per shape before timing (it is not part of a step).
 """
 
@@ -21,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import subprocess
 import time
+import types
 
 import torch
 
@@ -76,20 +82,50 @@ def _spectral_cases(args) -> None:
         print(f"| {name} | 65536 | 16 | {statistics.median(values):.2f}x | {min(values):.2f}-{max(values):.2f}x |", flush=True)
 
 
+def _kernel_at(revision: str) -> types.ModuleType:
+    """The pairwise kernel module as it is at a git revision, importable next to the current one."""
+    path = "src/latentshape/wristband/kernel.py"
+    source = subprocess.run(["git", "show", f"{revision}:{path}"], capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType("latentshape.wristband._baseline_kernel")
+    module.__package__ = "latentshape.wristband"
+    exec(compile(source, f"{revision}:{path}", "exec"), module.__dict__)  # noqa: S102 - the repository's own file
+    return module
+
+
+def _with_rows(loss, row_sums):
+    """``loss`` with ``row_sums`` in place of the current pairwise kernel for its forward (the backward
+    follows the autograd nodes that forward made)."""
+    import latentshape.wristband.components as components
+
+    def call(x: torch.Tensor) -> torch.Tensor:
+        current, components.pairwise_row_sums = components.pairwise_row_sums, row_sums
+        try:
+            return loss(x)
+        finally:
+            components.pairwise_row_sums = current
+
+    return call
+
+
 def _pairwise_cases(args) -> None:
     from latentshape import WristbandLoss
 
     # Monte-Carlo calibration of the default pairwise loss is a one-off per (N, d), not part of a step.
-    cases = [("pairwise, no sharp/coord", WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0, calibrate=False)),
-             ("pairwise default (sharp, coord)", WristbandLoss(method="pairwise", calibrate=False)),
-             ("Gram + exp reference", gram_exp)]
+    plain = WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0, calibrate=False)
+    cases = [("pairwise, no sharp/coord", plain),
+             ("pairwise default (sharp, coord)", WristbandLoss(method="pairwise", calibrate=False))]
+    if args.baseline:
+        cases.append((f"pairwise, no sharp/coord, kernel at {args.baseline}",
+                      _with_rows(plain, _kernel_at(args.baseline).pairwise_row_sums)))
+    cases.append(("Gram + exp reference", gram_exp))
     for n, d in ((1024, 32), (4096, 128)):
         repeats = args.repeats if n * n <= 2**20 else max(5, args.repeats // 3)
         per_round = ratios([case for _, case in cases], n, d, repeats, args.rounds)
         for index, (name, _) in enumerate(cases):
             values = [r[index] for r in per_round]
             versus = [r[index] / r[-1] for r in per_round]
-            extra = f" ({statistics.median(versus):.2f}x Gram+exp, rounds {min(versus):.2f}-{max(versus):.2f})" if index < 2 else ""
+            extra = (f" ({statistics.median(versus):.2f}x Gram+exp, rounds {min(versus):.2f}-{max(versus):.2f})"
+                     if index < len(cases) - 1 else "")
             print(f"| {name} | {n} | {d} | {statistics.median(values):.1f}x{extra} | {min(values):.1f}-{max(values):.1f}x |",
                   flush=True)
 
@@ -99,6 +135,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=("spectral", "pairwise"), help="one group of cases")
+    parser.add_argument("--baseline", metavar="REV", help="also time the pairwise kernel as it is at this git revision")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("| case | N | d | time / triv: median of rounds (fwd+bwd, float32, 1 thread, interleaved) | range over rounds |\n"

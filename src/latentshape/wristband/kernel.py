@@ -13,15 +13,17 @@ diagonal included) and :math:`a_i = \frac{1}{N-1}\sum_{j \ne i} k_{ang}(u_i, u_j
 row blocks and has its own backward pass that recomputes each block, so memory is
 O(N * chunk) whatever N, never an N x N autograd graph.
 
-For the chordal kernel every term of K is the exponential of a Gram matrix plus a rank-3 update,
+The chordal kernel goes through :mod:`~latentshape.wristband.shared_images`: the two reflected
+images share one exponential and each pair is evaluated once (two ``exp`` per pair for the
+radial part, each on 5/8 of the pairs or fewer). Past that module's range (:math:`\beta` above a
+fraction of the dtype's exponent range) it falls back to the three images below, each an
+exponential of a Gram matrix plus a rank-3 update,
 
 .. math::
     K_{ij} = \sum_{k=1}^{3} \exp\big(c\, u_i \cdot u_j + \sigma_k q^k_i q^k_j + \rho^k_i + \rho^k_j - c\big),
 
 with :math:`(q, \sigma, \rho) = (t, 2\beta, -\beta t^2), (t, -2\beta, -\beta t^2), (t - 1, -2\beta, -\beta (t-1)^2)`
-(the three images; every exponent is <= 0), so a block costs one Gram product and, per image, one
-rank-3 ``baddbmm`` and one ``exp``; the backward contracts each image with four vectors and the
-summed kernel with [u, g u]: a few passes over each block instead of dozens.
+(every exponent is <= 0, so no range limit), one rank-3 ``baddbmm`` and one ``exp`` per image.
 """
 
 from __future__ import annotations
@@ -32,14 +34,19 @@ import torch
 from torch import Tensor
 
 from .mercer import default_alpha
+from .shared_images import SharedImageRowSums, shared_images_fit
 
 __all__ = ["AngularKernel", "default_alpha", "angular_kernel", "radial_kernel", "pairwise_row_sums"]
 
 AngularKernel = Literal["chordal", "geodesic"]
 _CHUNK_ELEMENTS = 1 << 20  # rows-per-block * N; a few such blocks live at once
-# Below this many kernel entries (B * N^2) the chordal forward keeps its three radial images for
-# the backward (12 MiB in float32) instead of recomputing the Gram product and three exponentials.
+# Below this many kernel entries (B * N^2) the chordal forward keeps its pair matrices for the backward
+# (at most 12 MiB in float32) instead of recomputing their Gram products and exponentials.
 _KEEP_IMAGES_ELEMENTS = 1 << 20
+# Strips of the shared-image path (each pair once): with k strips (k + 1) / 2k of the pairs are
+# evaluated; more strips, more calls. At N = 1024, 4 and 8 were within noise of each other
+# (benchmarks/results/cost_ratios.md).
+_SYMMETRIC_STRIPS = 4
 _FUSED_IMAGE_WIDTH = 64  # up to this d, each image is one (d + 3)-wide product (see _block_images)
 
 
@@ -80,6 +87,11 @@ def pairwise_row_sums(
     tensor([[0.2636, 0.2636]], dtype=torch.float64)
     """
     if angular == "chordal":
+        n = direction.shape[-2]
+        if shared_images_fit(float(beta), direction.dtype):
+            keep = direction.shape[0] * n * n <= _KEEP_IMAGES_ELEMENTS
+            strips = _row_blocks(n, parts=_SYMMETRIC_STRIPS)
+            return SharedImageRowSums.apply(direction, t, float(beta), float(alpha), strips, keep)
         return _ChordalPairwiseRowSums.apply(direction, t, float(beta), float(alpha))
     return _PairwiseRowSums.apply(direction, t, float(beta), float(alpha), angular)
 
@@ -118,8 +130,9 @@ def _radial_value_and_slope(
     return value, slope
 
 
-def _row_blocks(n: int) -> list[tuple[int, int]]:
-    rows = max(1, min(n, _CHUNK_ELEMENTS // max(1, n)))
+def _row_blocks(n: int, parts: int = 1) -> list[tuple[int, int]]:
+    """Consecutive row ranges of at most _CHUNK_ELEMENTS / n and at most ceil(n / parts) rows each."""
+    rows = max(1, min(-(-n // parts), _CHUNK_ELEMENTS // max(1, n)))
     # a loop over the block count, not range(0, n, rows): under torch.compile a guard on the count, not on n
     return [(i * rows, min(n, (i + 1) * rows)) for i in range(-(-n // rows))]
 

@@ -1,0 +1,159 @@
+r"""Chordal pairwise row sums with one exponential shared by the two reflected radial images, each
+pair evaluated once.
+
+With :math:`E_{ij} = e^{c(u_i \cdot u_j - 1)}` the chordal angular kernel, the two reflected images
+of the radial kernel differ only by a rank-one factor:
+
+.. math::
+    E_{ij} e^{-\beta(t_i+t_j)^2} = a_i a_j S_{ij}, \qquad
+    E_{ij} e^{-\beta(t_i+t_j-2)^2} = b_i b_j S_{ij}, \qquad
+    S_{ij} = E_{ij}\, e^{-2\beta t_i t_j + s_i + s_j},
+
+with :math:`a_i = e^{-\beta t_i^2 - s_i}` and :math:`b_i = e^{-\beta(t_i-2)^2 + 2\beta - s_i}`. The
+shift :math:`s_i = -\beta t_i^2 + 2\beta \max(0, 2t_i - 1)` gives :math:`\max(a_i, b_i) = 1` and
+:math:`S_{ij} \le e^{\beta}`, so every factor stays in range while :math:`\beta` is below a fraction
+of the dtype's exponent range (:func:`shared_images_fit`). The wristband kernel is then
+
+.. math::
+    K = D + (a a^\top + b b^\top) \circ S, \qquad D_{ij} = E_{ij} e^{-\beta (t_i - t_j)^2}:
+
+two exponentials per pair (three with E, for the angular row sums) where the three images take
+three (four), and K is formed in place of D by one ``addcmul``. All three share one Gram product,
+each adding a rank-4 tail. The identities are algebraic: the result is exact, not an approximation.
+
+K, S and E are symmetric, so each pair is evaluated once: the rows are cut into strips, and strip
+[p, q) holds rows p:q against columns p:N; its part right of the diagonal square serves, transposed,
+the rows q:N. With four strips that is 5/8 of the pairs.
+
+Backward, for :math:`F = \sum_i g_i r_i` (and :math:`h_i` on the angular rows):
+:math:`\partial K_{ij}/\partial u_i = c K_{ij} u_j` and, from the three images' slopes
+:math:`-2\beta(t_i - t_j), -2\beta(t_i + t_j), -2\beta(t_i + t_j - 2)`,
+
+.. math::
+    \partial K_{ij} / \partial t_i = -2\beta t_i K_{ij} + 2\beta t_j (K - 2 (a a^\top + b b^\top) \circ S)_{ij}
+    + 4 \beta\, b_i b_j S_{ij},
+
+summed over j with weights :math:`(g_i + g_j) / N`: products of K with [u, g u, 1, g, t, g t] and of S
+with [a t, a g t, b t, b g t, b, b g], accumulated over the strips, then combined per point.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["shared_images_fit", "SharedImageRowSums"]
+
+_EXPONENT_FRACTION = 0.4  # beta <= this * log(dtype max): S <= e^beta, and sums of N such terms, stay finite
+
+
+def shared_images_fit(beta: float, dtype: torch.dtype) -> bool:
+    """Whether the shared-image factors stay within ``dtype``'s range at this beta.
+
+    >>> shared_images_fit(8.0, torch.float32), shared_images_fit(100.0, torch.float32)
+    (True, False)
+    """
+    return 0.0 <= beta <= _EXPONENT_FRACTION * math.log(torch.finfo(dtype).max)
+
+
+class SharedImageRowSums(torch.autograd.Function):
+    """``(r, a)`` of :func:`~latentshape.wristband.kernel.pairwise_row_sums` for the chordal kernel
+    (module docstring). ``apply(direction, t, beta, alpha, strips, keep)``: ``strips`` consecutive row
+    ranges covering all N; ``keep`` whether the forward may hold its strips for the backward instead
+    of recomputing them.
+
+    >>> u = torch.nn.functional.normalize(torch.randn(1, 5, 3, dtype=torch.float64), dim=-1)
+    >>> t = torch.rand(1, 5, dtype=torch.float64)
+    >>> r, a = SharedImageRowSums.apply(u, t, 8.0, 12 ** -0.5, [(0, 2), (2, 5)], False)
+    >>> r.shape, bool((a > 0).all())
+    (torch.Size([1, 5]), True)
+    """
+
+    @staticmethod
+    def forward(ctx, direction, t, beta, alpha, strips, keep):  # type: ignore[override]
+        c = 2.0 * beta * alpha * alpha
+        n = direction.shape[-2]
+        factors = _factors(direction, t, beta, c)
+        sums = torch.zeros(t.shape + (2,), dtype=t.dtype, device=t.device)  # kernel and angular row sums
+        keep = keep and any(ctx.needs_input_grad[:2])
+        kept = []
+        for start, stop in strips:
+            kernel, _, angular = strip = _kernel_strip(direction, *factors, c, start, stop, angular=True)
+            sums[:, start:stop, 0] += kernel.sum(dim=-1)
+            sums[:, stop:, 0] += kernel[..., stop - start:].sum(dim=-2)
+            sums[:, start:stop, 1] += angular.sum(dim=-1) - angular.diagonal(dim1=-2, dim2=-1)
+            sums[:, stop:, 1] += angular[..., stop - start:].sum(dim=-2)
+            if keep:
+                kept.append(strip)
+        ctx.save_for_backward(direction, t)
+        ctx.config = (beta, c, strips, factors)
+        ctx.kept = kept if keep else None
+        return sums[..., 0] / n, sums[..., 1] / (n - 1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_kernel_rows, grad_angular_rows):  # type: ignore[override]
+        direction, t = ctx.saved_tensors
+        beta, c, strips, factors = ctx.config
+        n, d = direction.shape[-2], direction.shape[-1]
+        g = grad_kernel_rows if grad_kernel_rows is not None else torch.zeros_like(t)
+        h = grad_angular_rows
+        if h is not None and not bool(h.any()):
+            h = None  # the usual case (lambda_ang = 0): no angular kernel at all
+        kept, ctx.kept = ctx.kept, None
+        a, b = factors[-1].unbind(-1)
+        ones = torch.ones_like(t)
+        columns = [torch.cat([direction, direction * g.unsqueeze(-1), torch.stack([ones, g, t, g * t], -1)], -1),
+                   torch.stack([a * t, a * g * t, b * t, b * g * t, b, b * g], dim=-1)]
+        if h is not None:
+            columns.append(torch.cat([direction, direction * h.unsqueeze(-1)], dim=-1))
+        totals = [torch.zeros_like(column) for column in columns]  # sum_j X_ij column_j, X = K, S (, E)
+        for index, (start, stop) in enumerate(strips):
+            strip = kept[index] if kept is not None else \
+                _kernel_strip(direction, *factors, c, start, stop, angular=h is not None)
+            if h is not None:
+                strip[2].diagonal(dim1=-2, dim2=-1).zero_()
+            for pairs, column, total in zip(strip, columns, totals):
+                total[:, start:stop] += pairs @ column[:, start:]
+                total[:, stop:] += pairs[..., stop - start:].transpose(-1, -2) @ column[:, start:stop]
+        kernel_products = totals[0]
+        grad_u = g.unsqueeze(-1) * kernel_products[..., :d] + kernel_products[..., d:2 * d]
+        if h is not None:
+            grad_u += (n / (n - 1)) * (h.unsqueeze(-1) * totals[2][..., :d] + totals[2][..., d:])
+        grad_t = _radial_gradient(kernel_products[..., 2 * d:], totals[1], g, t, a, b, beta)
+        return (c / n) * grad_u, grad_t / n, None, None, None, None
+
+
+def _factors(direction: Tensor, t: Tensor, beta: float, c: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """c u (B, N, d); the rank-4 tails of D and S, left (B, 2, N, 4) and right (B, 4, N); [a, b] (B, N, 2).
+
+    Exponents beyond c u.u': D: 2 beta t t' + (-beta t^2 - c) - beta t'^2; S: -2 beta t t' + (s - c) + s'."""
+    square = t * t
+    excess = 2.0 * beta * torch.clamp(2.0 * t - 1.0, min=0.0)
+    shift = excess - beta * square
+    radial = torch.stack([torch.exp(-excess), torch.exp(2.0 * beta * torch.clamp(2.0 * t - 1.0, max=0.0))], dim=-1)
+    ones, zeros = torch.ones_like(t), torch.zeros_like(t)
+    left = torch.stack([torch.stack([2.0 * beta * t, -beta * square - c, ones, zeros], dim=-1),
+                        torch.stack([-2.0 * beta * t, shift - c, zeros, ones], dim=-1)], dim=1)
+    right = torch.stack([t, ones, -beta * square, shift], dim=-2)
+    return c * direction, left, right, radial
+
+
+def _kernel_strip(direction: Tensor, scaled: Tensor, left: Tensor, right: Tensor, radial: Tensor, c: float,
+                  start: int, stop: int, angular: bool) -> list[Tensor]:
+    """K, S (and E if ``angular``) of rows start:stop against columns start:N, each (B, rows, N - start)."""
+    gram = torch.bmm(scaled[:, start:stop], direction[:, start:].transpose(-1, -2))  # c u_i . u_j
+    pairs = [torch.baddbmm(gram, left[:, k, start:stop], right[..., start:]).exp_() for k in range(2)]
+    pairs[0].addcmul_(pairs[1], radial[:, start:stop] @ radial[:, start:].transpose(-1, -2))  # a_i a_j + b_i b_j
+    return pairs + [gram.sub_(c).exp_()] if angular else pairs
+
+
+def _radial_gradient(k_products: Tensor, s_products: Tensor, g: Tensor, t: Tensor, a: Tensor, b: Tensor,
+                     beta: float) -> Tensor:
+    """N dF/dt_i (module docstring) from K @ [1, g, t, g t] and S @ [a t, a g t, b t, b g t, b, b g]."""
+    one, g_k, t_k, gt_k = k_products.unbind(-1)
+    at, agt, bt, bgt, b1, bg = s_products.unbind(-1)
+    images_t = a * (g * at + agt) + b * (g * bt + bgt)
+    return 2.0 * beta * (-t * (g * one + g_k) + (g * t_k + gt_k) - 2.0 * images_t + 2.0 * b * (g * b1 + bg))
