@@ -40,7 +40,11 @@ def chi_square_quantiles(d: int, z: np.ndarray, stride: int = 16, steps: int = 2
     if d < 1 or z.ndim != 1 or stride < 1 or (z.size > 1 and not bool((np.diff(z) > 0).all())):
         raise ValueError(f"need d >= 1, a sorted 1-D grid and stride >= 1; got d={d}, shape {z.shape}, stride {stride}")
     h = 0.5 * d
-    coarse = np.unique(np.append(np.arange(0, z.size, stride), z.size - 1))
+    if z.size == 0:
+        return z.copy()
+    coarse = np.arange(0, z.size, stride)
+    if coarse[-1] != z.size - 1:
+        coarse = np.append(coarse, z.size - 1)
     exact = _inverse(h, z[coarse])
     if coarse.size == z.size:
         return 2.0 * exact
