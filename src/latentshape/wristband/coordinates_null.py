@@ -132,11 +132,12 @@ def coordinate_feature_moments(d: int, modes: int, k_modes: int, max_level: int)
     coordinate = special.ndtr(r[:, None] * s[None, :])  # Phi(x_j) on the (z, s > 0) grid
     m = np.arange(1, 2 * modes + 1)
     features = np.empty((2 * modes,) + coordinate.shape)  # cos(m pi Phi(x_j)), m = 1..2K, by Chebyshev's recurrence
-    features[0] = np.cos(math.pi * coordinate)
-    previous = np.ones_like(coordinate)
-    for index in range(1, 2 * modes):
-        features[index] = 2.0 * features[0] * features[index - 1] - previous
-        previous = features[index - 1]
+    np.cos(np.multiply(coordinate, math.pi, out=features[0]), out=features[0])
+    features[1] = 2.0 * features[0] * features[0] - 1.0
+    for index in range(2, 2 * modes):  # in place: T_{m+1} = 2 T_1 T_m - T_{m-1}
+        np.multiply(features[0], features[index - 1], out=features[index])
+        features[index] *= 2.0
+        features[index] -= features[index - 2]
     legendre = _legendre(max_level, d, s)  # (L + 1, s)
     radial = np.cos(math.pi * np.arange(2 * k_modes + 1)[:, None] * t[None, :])  # (2K' + 1, z)
     wz = trapezoid * density

@@ -87,14 +87,14 @@ def log_zonal_dimension(d: int, level: int) -> float:
 
 
 def log_zonal_dimensions(d: int, max_level: int) -> np.ndarray:
-    """:func:`log_zonal_dimension` for l = 0..``max_level`` (an array; one cached series per d serves every length).
+    """:func:`log_zonal_dimension` for l = 0..``max_level`` (an array, cached per (d, length)).
 
     >>> log_zonal_dimensions(16, 5).tolist() == [log_zonal_dimension(16, l) for l in range(6)]
     True
     """
     if max_level < 0:
         raise ValueError(f"need max_level >= 0, got {max_level}")
-    return np.array(_log_zonal_series(int(d), max(4, 1 << int(max_level).bit_length()))[: max_level + 1])
+    return np.array(_log_zonal_series(int(d), int(max_level) + 1))
 
 
 @functools.lru_cache(maxsize=512)
@@ -137,8 +137,7 @@ def chordal_coefficients(d: int, max_level: int, c: float) -> tuple[float, ...]:
 def _chordal_log_coefficients(d: int, max_level: int, c: float) -> tuple[float, ...]:
     if not c > 0:
         raise ValueError(f"the chordal scale c must be positive, got {c!r}")
-    # every degree is computed on its own, so one cached series serves every shorter request
-    return _chordal_log_series(int(d), float(c), max(4, 1 << int(max_level).bit_length()))[: max_level + 1]
+    return _chordal_log_series(int(d), float(c), int(max_level) + 1)
 
 
 @functools.lru_cache(maxsize=512)
