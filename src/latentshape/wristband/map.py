@@ -167,7 +167,7 @@ class _WristbandMap(torch.autograd.Function):
         if grad_direction is None:
             return direction * grad_norm.to(direction.dtype).unsqueeze(-1)
         if ctx.factor is None:  # (g - u (u . g)) / r + (dL/dr) u in three passes over the rows
-            along = torch.linalg.vecdot(direction, grad_direction)
+            along = _row_dots(direction, grad_direction)
             radial = (grad_norm.to(direction.dtype) - inverse * along).unsqueeze(-1)
             # written over g when nothing else holds it: one N x d buffer fewer at the peak
             grad = grad_direction if _owned(grad_direction) else grad_direction.clone()
@@ -178,6 +178,20 @@ class _WristbandMap(torch.autograd.Function):
         inverse_norm = (inverse.to(torch.float64) * ctx.factor).unsqueeze(-1)
         grad = tangent.to(torch.float64) * inverse_norm + direction.to(torch.float64) * grad_norm.unsqueeze(-1)
         return _finite(grad, direction.dtype).to(direction.dtype)
+
+
+_DOT_ROWS = 8192
+
+
+def _row_dots(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise a . b over the last axis, in blocks of rows: vecdot forms the (..., N, d) product first."""
+    n = a.shape[-2]
+    if n <= _DOT_ROWS:
+        return torch.linalg.vecdot(a, b)
+    out = a.new_empty(a.shape[:-1])
+    for start in range(0, n, _DOT_ROWS):
+        out[..., start : start + _DOT_ROWS] = torch.linalg.vecdot(a[..., start : start + _DOT_ROWS, :], b[..., start : start + _DOT_ROWS, :])
+    return out
 
 
 def _owned(grad: Tensor) -> bool:
