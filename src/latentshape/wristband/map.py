@@ -196,13 +196,16 @@ def _row_dots(a: Tensor, b: Tensor) -> Tensor:
 
 def _owned(grad: Tensor) -> bool:
     """Whether an incoming gradient may be overwritten: a dense tensor that alone holds its storage (a
-    gradient passed on unchanged to another node, or stolen into a leaf's .grad, shares it)."""
+    gradient passed on unchanged to another node, or stolen into a leaf's .grad, shares it).
+
+    The count is read from the storage's address: a Python storage object (``untyped_storage()``)
+    would outlive this check, held by the storage itself, and count as a second owner from then
+    on, so that the autograd engine could no longer add other gradients into this one in place."""
     use_count = getattr(torch._C, "_storage_Use_Count", None)
-    if use_count is None or is_compiling() or not grad.is_contiguous() or grad.storage_offset() != 0:
+    address = getattr(torch._C, "_storage_address", None)
+    if use_count is None or address is None or is_compiling() or not grad.is_contiguous() or grad.storage_offset() != 0:
         return False
-    storage = grad.untyped_storage()
-    # 2: this tensor and the storage object just created
-    return storage.nbytes() == grad.numel() * grad.element_size() and use_count(storage._cdata) == 2
+    return use_count(address(grad)) == 1
 
 
 def _finite(grad: Tensor, dtype: torch.dtype) -> Tensor:
