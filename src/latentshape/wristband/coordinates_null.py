@@ -125,10 +125,8 @@ def coordinate_feature_moments(d: int, modes: int, k_modes: int, max_level: int)
     s, ws = _direction_grid(d, max(96 if d <= 16 else 160, max_level + 48))  # converged to ~1e-7 / 1e-4
     # the grid is symmetric (s_i = -s_{n-1-i}) and phi_m(-x) = (-1)^m phi_m(x), P_l(-s) = (-1)^l P_l(s):
     # an s-integral is twice its half over s > 0 (the centre node, if any, at half weight), or 0
-    half, odd = (s.size + 1) // 2, s.size % 2 == 1
-    s, ws = s[:half], ws[:half].copy()
-    if odd:
-        ws[-1] *= 0.5
+    half = (s.size + 1) // 2
+    s, ws = s[:half], ws[:half] * np.where(np.arange(half) == s.size // 2, 0.5, 1.0)  # an odd grid's centre
     coordinate = special.ndtr(r[:, None] * s[None, :])  # Phi(x_j) on the (z, s > 0) grid
     m = np.arange(1, 2 * modes + 1)
     features = np.empty((2 * modes,) + coordinate.shape)  # cos(m pi Phi(x_j)), m = 1..2K, by Chebyshev's recurrence
