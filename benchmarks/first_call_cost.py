@@ -10,7 +10,7 @@ and times one forward + backward (the *first* call: it computes the null law at 
 - *new N*: only the null-law cache is cleared (:func:`latentshape.calibration.clear_null_cache`):
   a short last batch in training, where everything that depends on d alone is warm;
 - *new d*: also every per-width cache of the wristband (its Mercer coefficients and tables; the
-  width-free quadrature grids, built at import, stay).
+  width-free ones stay: the quadrature rules built at import and the radial expectations' cosines).
 
 ``--cpu-time`` times with the thread's CPU clock instead of the wall clock: on a shared machine
 the wall clock also counts the time the process waits for a core.
