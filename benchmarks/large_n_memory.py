@@ -1,6 +1,6 @@
 """Memory kept by one forward + backward of a regularizer at large N, in copies of x beyond its gradient.
 
-    python benchmarks/large_n_memory.py [--n 1000000] [--d 128] [--name wristband] [--saved] [--mmap-threshold BYTES]
+    python benchmarks/large_n_memory.py [--n 1000000] [--d 128] [--name wristband] [--saved] [--live] [--mmap-threshold BYTES]
 
 Two fresh spawned processes, one thread each. The baseline builds everything the case builds (x
 float32 with requires_grad, the module, its closed-form null) and allocates x.grad; the case runs
@@ -8,6 +8,11 @@ one forward + backward instead. Both report their peak RSS (``ru_maxrss``); the 
 of ``x.nbytes``, is what the step keeps beyond the input and its gradient (target: <= 2 copies plus
 O(N) vectors). ``--saved`` also lists the tensors autograd saves for backward that are at least
 N floats large (``torch.autograd.graph.saved_tensors_hooks``), with the storage shared by x marked.
+
+``--live`` counts live tensor bytes instead, from the allocation events of PyTorch's profiler
+(``profile_memory``; blind to the C allocator's free lists): what one forward keeps for the
+backward (alive when the forward returns) and the peak over forward + backward, both beyond x and
+its gradient (which the step allocates at its end), with the allocations alive at the peak.
 
 Peak RSS also counts freed memory the C allocator keeps: glibc serves blocks below its (dynamic,
 up to 32 MiB) mmap threshold from a heap it rarely returns, so block-wise temporaries and N-long
@@ -86,12 +91,76 @@ def saved_tensors(name: str, n: int, d: int) -> list[str]:
     return rows
 
 
+def live_tensors(name: str, n: int, d: int) -> list[str]:
+    """Live tensor bytes (profiler allocation events) after the forward and at the peak of forward + backward."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    x, module = _setup(name, n, d)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, with_stack=True) as prof:
+        loss = module(x)
+        with torch.profiler.record_function("forward done"):  # a time stamp between the two passes
+            pass
+        loss.backward()
+    events, marker = [], None
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        if _name(node) == "forward done":
+            marker = node.start_time_ns
+        if node.typed[0] == torch._C._profiler._EventType.Allocation:
+            events.append((node.start_time_ns, node.typed[1].ptr, node.typed[1].alloc_size, _caller(node)))
+        stack.extend(node.children)
+    live, total, peak, at_peak, after_forward = {}, 0, 0, {}, 0
+    for time_ns, pointer, size, caller in sorted(events, key=lambda event: event[0]):
+        if marker is not None and time_ns > marker and not after_forward:
+            after_forward = total
+        total += size
+        if size > 0:
+            live[pointer] = (size, caller)
+        else:
+            live.pop(pointer, None)
+        if total > peak:
+            peak, at_peak = total, dict(live)
+    rows = [f"kept after the forward: {after_forward / x.nbytes:.3f} x.nbytes; peak over forward + backward: "
+            f"{(peak - x.nbytes) / x.nbytes:.3f} x.nbytes beyond x.grad (x.grad itself allocated at the end)",
+            "alive at the peak (>= 0.004 x.nbytes each):"]
+    groups: dict[str, list[int]] = {}
+    for size, caller in at_peak.values():
+        key = caller if size >= 0.004 * x.nbytes else "smaller allocations"
+        groups.setdefault(key, []).append(size)
+    for key, sizes in sorted(groups.items(), key=lambda item: -sum(item[1])):
+        rows.append(f"  {sum(sizes) / x.nbytes:.3f} x.nbytes in {len(sizes)}: {key}")
+    return rows
+
+
+def _caller(node) -> str:
+    """The innermost library frame and the aten op above an allocation event."""
+    frames, op = [], ""
+    while node is not None:
+        name = _name(node)
+        if not op and name.startswith("aten::"):
+            op = name
+        if "latentshape" in name and ".py(" in name:
+            frames.append(name.rsplit("/", 1)[-1])
+        node = node.parent
+    return (frames[0] if frames else "autograd engine") + (f" {op}" if op else "")
+
+
+def _name(node) -> str:
+    try:
+        return node.name
+    except UnicodeDecodeError:  # a few profiler events carry undecodable names
+        return ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--d", type=int, default=128)
     parser.add_argument("--name", default="wristband")
     parser.add_argument("--saved", action="store_true")
+    parser.add_argument("--live", action="store_true", help="live tensor bytes from the profiler's allocation events")
     parser.add_argument("--mmap-threshold", type=int, help="MALLOC_MMAP_THRESHOLD_ for the measured processes")
     args = parser.parse_args()
     if args.mmap_threshold is not None:
@@ -103,6 +172,8 @@ def main() -> None:
     print(f"{args.name} at ({args.n}, {args.d}) float32, forward + backward, 1 thread, {allocator}: {seconds:.2f} s")
     print(f"peak RSS {case / 2**20:.0f} MiB vs baseline (x, x.grad, module) {base / 2**20:.0f} MiB: "
           f"{(case - base) / 2**20:.0f} MiB kept beyond x and its gradient = {(case - base) / nbytes:.2f} x.nbytes")
+    if args.live:
+        print("\n".join(live_tensors(args.name, args.n, args.d)))
     if args.saved:
         print("saved for backward (>= N elements):")
         for row in saved_tensors(args.name, args.n, args.d):

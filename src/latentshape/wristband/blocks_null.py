@@ -36,7 +36,7 @@ import numpy as np
 
 from ..calibration import NullStats
 from .blocks import block_sizes, low_degree_coefficients
-from .harmonics import _log_mercer, _series_length, chordal_coefficients, log_zonal_dimension
+from .harmonics import _log_mercer, _series_length, chordal_coefficients, log_zonal_dimensions
 from .closed_form_null import NullMoments, _log_moments, angular_mean_null_moments, spectral_energy_null_moments
 from .pairwise_null import kernel_null_covariances
 from .mercer import radial_coefficients, zonal_at_one
@@ -67,7 +67,7 @@ def residual_kernel_sums(d: int, scales: tuple[float, ...], weights: tuple[float
     square = full_square - sum(lam * lam * m for lam, m in zip(low, dims))
     top = max(_series_length(d, float(c), "chordal") for c in scales)
     lam = sum(w * np.exp(_log_mercer(d, top, float(c), "chordal")) for c, w in zip(scales, weights))
-    log_dim = np.array([log_zonal_dimension(d, level) for level in range(3, top + 1)])
+    log_dim = log_zonal_dimensions(d, top)[3:]
     with np.errstate(divide="ignore"):
         cube = float(np.exp(3.0 * np.log(lam[3:]) + log_dim).sum())
     return max(trace, 0.0), max(square, 0.0), cube

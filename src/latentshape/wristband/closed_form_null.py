@@ -55,6 +55,7 @@ from scipy import special
 from ..calibration import NullStats
 
 from .mercer import MAX_DEGREE as MAX_LEVEL
+from .radial_expectations import radial_expectations as _radial_expectations
 from .mercer import zonal_at_one
 
 __all__ = [
@@ -163,49 +164,6 @@ def angular_mean_null_moments(n: int, d: int, angular: tuple[float, ...]) -> Nul
 #               omega = 12 + 1 / phi(Phi^-1(s))^2  (the quantile process of sorted t and z)
 # with r^2 = chi2_d quantile of t. The moment penalties are (c_mu |mu|^2 + Q / 4) / d to second
 # order around S = I, Q = ||S - I||_F^2 (or its diagonal part).
-
-_Z_NODES = 2001  # Simpson on smooth Gaussian-weighted integrands: within 1e-12 of a 24001-node grid at d = 1..4096
-_Z_LIMIT = 12.0  # beyond |z| = 12 every integrand below is < 1e-30
-
-
-@functools.lru_cache(maxsize=64)
-def _radial_expectations(d: int, modes: int) -> dict[str, np.ndarray | float]:
-    """Expectations over t ~ U[0, 1] (r^2 = chi2_d quantile of t) used by the covariances.
-
-    Computed on a z grid (t = Phi(z)) with Simpson's rule; tails of t use the complementary
-    functions so that nothing is lost to rounding near t = 0 or 1.
-    """
-    z = np.linspace(-_Z_LIMIT, _Z_LIMIT, _Z_NODES)
-    weights = np.full(_Z_NODES, 2.0)
-    weights[1::2] = 4.0
-    weights[0] = weights[-1] = 1.0
-    weights *= (z[1] - z[0]) / 3.0
-    density = np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
-    lower = special.ndtr(z)  # t
-    tail = special.ndtr(-np.abs(z))  # min(t, 1 - t), exact in both tails
-    half = 0.5 * d
-    r2 = np.where(z < 0, 2.0 * special.gammaincinv(half, lower), 2.0 * special.gammainccinv(half, special.ndtr(-z)))
-    r = np.sqrt(r2)
-    frequencies = np.arange(2 * modes + 1)
-    cosines = np.cos(math.pi * frequencies[:, None] * lower[None, :])
-    mean = lambda values: (values * density * weights).sum(axis=-1)  # noqa: E731  E over t ~ U[0, 1]
-    # omega-weighted integrals in z: ds = phi dz, so 12 ds + ds / phi^2 = (12 phi + 1 / phi) dz
-    omega = (12.0 * density + 1.0 / density) * weights
-    k = np.arange(1, modes + 1)
-    sin_k = np.sin(math.pi * k[:, None] * tail[None, :])  # |sin(k pi t)|, via the nearer tail
-    # Psi(s) = int_0^s (r^2(t) - d) dt = -2 q f_d(q) at q = chi2_d quantile of s (closed form)
-    log_psi = math.log(2.0) + half * np.log(0.5 * r2) - 0.5 * r2 - special.gammaln(half)
-    psi = np.exp(log_psi)
-    return {
-        "mean_r": float(mean(r)),
-        "rho": mean(cosines[: modes + 1] * r),  # E[cos(k pi t) r], k = 0..K
-        "nu": mean(cosines[: modes + 1] * (r2 - d)),  # E[cos(k pi t) (r^2 - d)]; the k = 0 entry is 0
-        "nu_r2": mean(cosines * (r2 - d)),  # E[cos(j pi t) r^2], j = 0..2K (for the diagonals)
-        "nu_r4": mean(cosines * (r2 * r2 - d * (d + 2))),  # E[cos(j pi t) r^4], centred
-        "rad_energy": (omega * sin_k**2).sum(axis=-1) / (2.0 * (math.pi * k) ** 2),  # E[g_rad cos cos'] per k
-        "rad_moment": float((omega * psi**2).sum()) / (2.0 * d),  # E[g_rad g_S]
-    }
-
 
 # Each moment penalty is (c_mu |mu|^2 + F) / d; to second order around S = I its covariance part is
 # F ~ Q / 4 with Q = ||S - I||_F^2 (the "full" kinds) or the squared diagonal of S - I.

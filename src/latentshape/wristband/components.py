@@ -50,7 +50,7 @@ from .map import map_unchecked
 from .radial import radial_cost
 from .spectral_fused import fused_spectral_sums
 from .mercer import MAX_DEGREE, angular_coefficients, default_alpha, radial_coefficients
-from .spectral import SpectralSums, energy_from_sums, spectral_kernel_sums, spectral_sums, uses_feature_sums
+from .spectral import SpectralSums, energy_from_sums, shared_spectral_sums, spectral_kernel_sums, uses_feature_sums
 
 __all__ = [
     "COMPONENT_NAMES",
@@ -188,9 +188,10 @@ def _kernel_sums(
         direction = all_gather_rows(direction, dim=-2, sizes=rows)
     t = cdf.to(x.dtype)
     block = config.block_size(n_total, d) if sharp else 0
-    sums = None
+    sums, sharp_direction = None, direction
     if sharp and block < n_total and uses_feature_sums(n_total, d, len(radial), 2, False):
-        sums = spectral_sums(direction, t, len(radial), 2)  # shared by rep (spectral) and sharp's degrees <= 2
+        # shared by rep (spectral) and sharp's degrees <= 2; the residual's gradient comes back through them
+        sums, sharp_direction = shared_spectral_sums(direction, t, len(radial), 2)
     if config.method == "pairwise":
         kernel_rows, angular_rows = pairwise_row_sums(direction, t, config.beta, config.alpha_value, config.angular)
         energy, angular_mean = (kernel_rows if per_point else kernel_rows.mean(dim=-1)), angular_rows.mean(dim=-1)
@@ -206,7 +207,7 @@ def _kernel_sums(
         return energy, angular_mean, whole, cdf, score
     head = (energy_from_sums(sums, n_total, d, radial, sharp) if sums is not None
             else spectral_kernel_sums(direction, t, radial, sharp))[0]
-    residual = block_residual_energy(direction, t, radial, scale, (1.0,), block, low=sharp)
+    residual = block_residual_energy(sharp_direction, t, radial, scale, (1.0,), block, low=sharp)
     return energy, angular_mean, head + residual, cdf, score
 
 

@@ -41,6 +41,7 @@ from scipy import special
 __all__ = [
     "zonal_dimension",
     "log_zonal_dimension",
+    "log_zonal_dimensions",
     "legendre_table",
     "chordal_coefficients",
     "funk_hecke_coefficients",
@@ -85,6 +86,22 @@ def log_zonal_dimension(d: int, level: int) -> float:
     return math.log((2 * level + d - 2) / (level + d - 2)) + log_binomial
 
 
+def log_zonal_dimensions(d: int, max_level: int) -> np.ndarray:
+    """:func:`log_zonal_dimension` for l = 0..``max_level`` (an array, cached per (d, length)).
+
+    >>> log_zonal_dimensions(16, 5).tolist() == [log_zonal_dimension(16, l) for l in range(6)]
+    True
+    """
+    if max_level < 0:
+        raise ValueError(f"need max_level >= 0, got {max_level}")
+    return np.array(_log_zonal_series(int(d), int(max_level) + 1))
+
+
+@functools.lru_cache(maxsize=512)
+def _log_zonal_series(d: int, length: int) -> tuple[float, ...]:
+    return tuple(log_zonal_dimension(d, level) for level in range(length))
+
+
 def legendre_table(max_level: int, d: int, x: np.ndarray) -> np.ndarray:
     r"""Legendre polynomials of :math:`S^{d-1}`, :math:`P_l(x) = Z_l(x)/Z_l(1)`, for l = 0..L: shape (L+1, *x.shape).
 
@@ -120,6 +137,13 @@ def chordal_coefficients(d: int, max_level: int, c: float) -> tuple[float, ...]:
 def _chordal_log_coefficients(d: int, max_level: int, c: float) -> tuple[float, ...]:
     if not c > 0:
         raise ValueError(f"the chordal scale c must be positive, got {c!r}")
+    return _chordal_log_series(int(d), float(c), int(max_level) + 1)
+
+
+@functools.lru_cache(maxsize=512)
+def _chordal_log_series(d: int, c: float, length: int) -> tuple[float, ...]:
+    """log lambda_l of e^{c(x-1)} for l < ``length``."""
+    max_level = length - 1
     if d == 1:  # S^0: k(1) = 1, k(-1) = e^{-2c}
         head = [math.log(0.5 * (1 + math.exp(-2 * c))), math.log(-0.5 * math.expm1(-2 * c))]
         return tuple((head + [-math.inf] * max_level)[: max_level + 1])
@@ -146,7 +170,7 @@ def _log_mercer(d: int, max_level: int, c: float, angular: str) -> np.ndarray:
 def _weighted_parts(d: int, max_level: int, c: float, angular: str, power: int) -> np.ndarray:
     """lambda_l^power Z_l(1) for l = 0..L, without overflow of Z_l(1) or underflow of lambda_l."""
     log_lam = _log_mercer(d, max_level, c, angular)
-    log_dim = np.array([log_zonal_dimension(d, l) for l in range(max_level + 1)])
+    log_dim = log_zonal_dimensions(d, max_level)
     with np.errstate(invalid="ignore"):
         parts = np.exp(power * log_lam + log_dim)
     parts = np.nan_to_num(parts, nan=0.0)
@@ -214,11 +238,12 @@ def _series_length(d: int, c: float, angular: str) -> int:
         return 120
     level = 32
     while level < 4096:
-        parts = _weighted_parts(d, level, c, angular, 1)
-        if parts[-1] < _TAIL * parts.sum():
-            return level
-        level *= 2
-    return level
+        parts = _weighted_parts(d, 2 * level, c, angular, 1)  # its prefixes are the shorter series
+        for candidate in (level, 2 * level):
+            if parts[candidate] < _TAIL * parts[: candidate + 1].sum():
+                return candidate
+        level *= 4
+    return 4096
 
 
 def trace_share(d: int, max_level: int, c: float, angular: str = "chordal") -> tuple[float, ...]:

@@ -167,7 +167,7 @@ class _WristbandMap(torch.autograd.Function):
         if grad_direction is None:
             return direction * grad_norm.to(direction.dtype).unsqueeze(-1)
         if ctx.factor is None:  # (g - u (u . g)) / r + (dL/dr) u in three passes over the rows
-            along = torch.linalg.vecdot(direction, grad_direction)
+            along = _row_dots(direction, grad_direction)
             radial = (grad_norm.to(direction.dtype) - inverse * along).unsqueeze(-1)
             # written over g when nothing else holds it: one N x d buffer fewer at the peak
             grad = grad_direction if _owned(grad_direction) else grad_direction.clone()
@@ -180,15 +180,32 @@ class _WristbandMap(torch.autograd.Function):
         return _finite(grad, direction.dtype).to(direction.dtype)
 
 
+_DOT_ROWS = 8192
+
+
+def _row_dots(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise a . b over the last axis, in blocks of rows: vecdot forms the (..., N, d) product first."""
+    n = a.shape[-2]
+    if n <= _DOT_ROWS:
+        return torch.linalg.vecdot(a, b)
+    out = a.new_empty(a.shape[:-1])
+    for start in range(0, n, _DOT_ROWS):
+        out[..., start : start + _DOT_ROWS] = torch.linalg.vecdot(a[..., start : start + _DOT_ROWS, :], b[..., start : start + _DOT_ROWS, :])
+    return out
+
+
 def _owned(grad: Tensor) -> bool:
     """Whether an incoming gradient may be overwritten: a dense tensor that alone holds its storage (a
-    gradient passed on unchanged to another node, or stolen into a leaf's .grad, shares it)."""
+    gradient passed on unchanged to another node, or stolen into a leaf's .grad, shares it).
+
+    The count is read from the storage's address: a Python storage object (``untyped_storage()``)
+    would outlive this check, held by the storage itself, and count as a second owner from then
+    on, so that the autograd engine could no longer add other gradients into this one in place."""
     use_count = getattr(torch._C, "_storage_Use_Count", None)
-    if use_count is None or is_compiling() or not grad.is_contiguous() or grad.storage_offset() != 0:
+    address = getattr(torch._C, "_storage_address", None)
+    if use_count is None or address is None or is_compiling() or not grad.is_contiguous() or grad.storage_offset() != 0:
         return False
-    storage = grad.untyped_storage()
-    # 2: this tensor and the storage object just created
-    return storage.nbytes() == grad.numel() * grad.element_size() and use_count(storage._cdata) == 2
+    return use_count(address(grad)) == 1
 
 
 def _finite(grad: Tensor, dtype: torch.dtype) -> Tensor:

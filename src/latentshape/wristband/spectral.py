@@ -23,6 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .map import _owned
 from .mercer import MAX_DEGREE, angular_coefficients, radial_coefficients, zonal_at_one
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "FeatureBlocks",
     "SpectralSums",
     "spectral_sums",
+    "shared_spectral_sums",
     "energy_from_sums",
 ]
 
@@ -103,7 +105,17 @@ class SpectralSums(NamedTuple):
 
 def spectral_sums(direction: Tensor, t: Tensor, modes: int, degree: int) -> SpectralSums:
     """Differentiable :class:`SpectralSums` of ``(B, N, d)`` directions and ``(B, N)`` radii, in blocks of rows."""
-    return SpectralSums(*_SpectralSums.apply(direction, t, modes, degree))
+    return SpectralSums(*_SpectralSums.apply(direction, t, modes, degree, False))
+
+
+def shared_spectral_sums(direction: Tensor, t: Tensor, modes: int, degree: int) -> tuple[SpectralSums, Tensor]:
+    """:func:`spectral_sums` and an alias of ``direction`` for a second consumer of the same directions.
+
+    The consumer's gradient then comes back through this node, which adds its own into it: one
+    (B, N, d) gradient at a time rather than two (the sharp term's and these sums') at once.
+    """
+    *parts, alias = _SpectralSums.apply(direction, t, modes, degree, True)
+    return SpectralSums(*parts), alias
 
 
 def energy_from_sums(
@@ -270,24 +282,35 @@ class _SpectralSums(torch.autograd.Function):
     """Feature sums with a block-wise backward: never materializes (N, (K+1) d) for autograd."""
 
     @staticmethod
-    def forward(ctx, direction, t, modes, degree):  # type: ignore[override]
-        blocks = FeatureBlocks(direction, modes, degree, keep=any(ctx.needs_input_grad[:2]))
+    def forward(ctx, direction, t, modes, degree, shared):  # type: ignore[override]
+        # nothing kept: the backward's fresh blocks recompute their weights (kept ones would be dead memory)
+        blocks = FeatureBlocks(direction, modes, degree)
         ctx.save_for_backward(direction, t)
         ctx.blocks = blocks
-        return blocks.sums((direction[:, a:b], t[:, a:b], None) for a, b in blocks.ranges)
+        sums = blocks.sums((direction[:, a:b], t[:, a:b], None) for a, b in blocks.ranges)
+        return (*sums, direction.view_as(direction)) if shared else sums
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_zeroth, grad_first, grad_second):  # type: ignore[override]
+    def backward(ctx, grad_zeroth, grad_first, grad_second, *grad_alias):  # type: ignore[override]
         direction, t = ctx.saved_tensors
         blocks = FeatureBlocks(direction, ctx.blocks.modes, ctx.blocks.degree)  # fresh: the forward's is not mutated
         blocks.prepare_backward(grad_zeroth, grad_first, grad_second)
-        grad_direction = torch.empty_like(direction)  # every block below writes its rows
+        incoming = grad_alias[0] if grad_alias else None
+        # the alias's gradient, when nothing else holds it, takes these rows' gradients in place
+        into = incoming is not None and incoming.shape == direction.shape and incoming.dtype == direction.dtype and _owned(incoming)
+        grad_direction = incoming if into else torch.empty_like(direction)  # else every block writes its rows
         grad_t = torch.empty_like(t)
         for index, (a, b) in enumerate(blocks.ranges):
-            grad_direction[:, a:b], grad_t[:, a:b], _ = blocks.block_gradients(direction[:, a:b], t[:, a:b], index=index)
+            rows, grad_t[:, a:b], _ = blocks.block_gradients(direction[:, a:b], t[:, a:b], index=index)
+            if into:
+                grad_direction[:, a:b] += rows
+            else:
+                grad_direction[:, a:b] = rows
         blocks.release()
-        return grad_direction, grad_t, None, None
+        if incoming is not None and not into:
+            grad_direction = grad_direction + incoming
+        return grad_direction, grad_t, None, None, None
 
 
 def _second_moment_terms(direction: Tensor, w: Tensor, per_point: bool) -> tuple[Tensor, Tensor | None]:
