@@ -84,13 +84,13 @@ def measure(n: int, draws: int, seed: int) -> dict:
             "n2_r_se": list(scale * products.std(axis=0, ddof=1) / math.sqrt(BATCHES))}
 
 
-def run(points: list[int], elements: float, cap: int) -> None:
+def run(points: list[int], elements: float, cap: int, seed_offset: int) -> None:
     torch.set_num_threads(1)
     RAW.parent.mkdir(parents=True, exist_ok=True)
     for n in points:
         draws = int(min(cap, elements // n))
         start = time.perf_counter()
-        row = measure(n, draws, seed=n)
+        row = measure(n, draws, seed=seed_offset + n)
         row["seconds"] = round(time.perf_counter() - start, 1)
         with RAW.open("a") as handle:
             handle.write(json.dumps(row) + "\n")
@@ -110,12 +110,27 @@ def fit_row(row: dict) -> list[float]:
     return [float(c) for c in coefficients]
 
 
+def pooled(group: list[dict]) -> dict:
+    """Independent runs at one N (distinct seeds) pooled, weighted by their draws."""
+    if len({row["seed"] for row in group}) != len(group):
+        raise ValueError(f"runs at N={group[0]['n']} share a seed: they are not independent")
+    weights = np.array([row["draws"] for row in group], dtype=np.float64)
+    weights /= weights.sum()
+    result = {"n": group[0]["n"], "t": group[0]["t"], "draws": sum(row["draws"] for row in group)}
+    for key in ("n2_v", "n2_r"):
+        result[key] = list(np.einsum("r,r...->...", weights, np.array([row[key] for row in group])).reshape(-1))
+        errors = np.array([row[key + "_se"] for row in group])
+        result[key + "_se"] = list(np.sqrt(np.einsum("r,r...->...", weights**2, errors**2)).reshape(-1))
+    result["n2_v"], result["n2_v_se"] = result["n2_v"][0], result["n2_v_se"][0]
+    return result
+
+
 def build() -> None:
-    rows: dict[int, dict] = {}
+    runs: dict[int, list[dict]] = {}
     for line in RAW.read_text().splitlines():
         row = json.loads(line)
-        if row["n"] not in rows or rows[row["n"]]["draws"] < row["draws"]:
-            rows[row["n"]] = row
+        runs.setdefault(row["n"], []).append(row)
+    rows = {n: pooled(group) for n, group in runs.items()}
     entries = []
     for n in sorted(rows):
         fitted = fit_row(rows[n])
@@ -137,9 +152,10 @@ def main() -> None:
     parser.add_argument("--points", default=",".join(map(str, DEFAULT_POINTS)))
     parser.add_argument("--elements", type=float, default=6e7, help="draws x N per point (caps the draws at large N)")
     parser.add_argument("--cap", type=int, default=100_000, help="most draws per point")
+    parser.add_argument("--seed-offset", type=int, default=0, help="seed = offset + N: a second run at N needs a new offset")
     args = parser.parse_args()
     if args.mode == "run":
-        run([int(p) for p in args.points.split(",")], args.elements, args.cap)
+        run([int(p) for p in args.points.split(",")], args.elements, args.cap, args.seed_offset)
     else:
         build()
 

@@ -142,7 +142,7 @@ class SlicedWassersteinGaussian(RandomSlicingLoss):
     its own random directions, so the null covers the slice randomness of a training step.
     The null's mean is exact and its variance is
     :math:`c(1)/M + (1 - 1/M) E_\rho c(\rho)` over the correlation of two random slices
-    (:mod:`latentshape.gaussian.sliced_null`): no Monte-Carlo, milliseconds at a new (N, d).
+    (``latentshape.gaussian.sliced_null``): no Monte-Carlo, milliseconds at a new (N, d).
 
     Args:
         slices: number of random directions M per call.
@@ -200,7 +200,7 @@ class SlicedWassersteinGaussian(RandomSlicingLoss):
         return (self.slices, self.null)
 
     def _closed_form_null(self, n: int, d: int) -> NullStats | None:
-        """Exact mean, tabulated-chaos variance, slice randomness included (:func:`sliced_null_moments`)."""
+        """Exact mean, tabulated-chaos variance, slice randomness included (``sliced_null_moments``)."""
         if self.null == "monte_carlo":
             return None
         return NullStats.from_moments(*sliced_null_moments(n, d, self.slices))
