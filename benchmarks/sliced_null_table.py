@@ -111,9 +111,13 @@ def fit_row(row: dict) -> list[float]:
 
 
 def pooled(group: list[dict]) -> dict:
-    """Independent runs at one N (distinct seeds) pooled, weighted by their draws."""
-    if len({row["seed"] for row in group}) != len(group):
-        raise ValueError(f"runs at N={group[0]['n']} share a seed: they are not independent")
+    """Independent runs at one N pooled, weighted by their draws; of runs sharing a seed (overlapping
+    draws, not independent) only the largest is kept."""
+    largest: dict[int, dict] = {}
+    for row in group:
+        if row["seed"] not in largest or row["draws"] > largest[row["seed"]]["draws"]:
+            largest[row["seed"]] = row
+    group = list(largest.values())
     weights = np.array([row["draws"] for row in group], dtype=np.float64)
     weights /= weights.sum()
     result = {"n": group[0]["n"], "t": group[0]["t"], "draws": sum(row["draws"] for row in group)}
