@@ -23,15 +23,15 @@ def _order_statistic_moment(n: int, i: int, power: int) -> float:
     """E y_(i)^power for the i-th smallest (0-based) of n standard normals, by adaptive quadrature."""
     def integrand(y: float) -> float:
         return y**power * n * comb(n - 1, i) * norm.cdf(y) ** i * norm.sf(y) ** (n - 1 - i) * norm.pdf(y)
-    return integrate.quad(integrand, -12, 12, epsabs=1e-14, epsrel=1e-13, limit=200)[0]
+    return integrate.quad(integrand, -12, 12, epsabs=1e-13, epsrel=1e-11, limit=100)[0]
 
 
-@pytest.mark.parametrize("n", [2, 3, 5, 8])
+@pytest.mark.parametrize("n", [2, 3, 6])
 def test_the_mean_is_the_brute_force_mean_over_order_statistics(n: int) -> None:
     q = ndtri((np.arange(n) + 0.5) / n)
     expected = sum(_order_statistic_moment(n, i, 2) - 2 * q[i] * _order_statistic_moment(n, i, 1) + q[i] ** 2
                    for i in range(n)) / n
-    assert slice_mean(n) == pytest.approx(expected, rel=1e-10, abs=1e-13)
+    assert slice_mean(n) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
 def _two_point_chaos(orders: np.ndarray) -> np.ndarray:
@@ -73,7 +73,7 @@ def test_the_table_is_consistent_and_the_null_is_smooth_in_n() -> None:
     assert (np.diff(table[:, 0]) > 0).all() and (table[:, 1:] >= 0).all() and table[0, 0] == 2
     fitted = table[:, 2:2 + len(TABLE_ORDERS)].sum(axis=1) + table[:, -1] * float(tail_shape(np.array(1.0)))
     assert fitted == pytest.approx(table[:, 1], rel=0.02)  # the split adds up to v (held there by the fit)
-    sds = [n * math.sqrt(sliced_null_moments(n, 8, 256)[1]) for n in (100, 101, 1000, 1001, 10**5, 10**6)]
+    sds = [n * math.sqrt(sliced_null_moments(n, 8, 256)[1]) for n in (100, 101, 1000, 1001, 40000, 80000)]
     assert all(0.4 < sd < 0.7 for sd in sds) and sds[0] == pytest.approx(sds[1], rel=1e-3)
     assert sds[4] == pytest.approx(sds[5], rel=1e-4)  # beyond the table: its last row (b_1 and the mean stay exact)
 
@@ -104,10 +104,10 @@ def test_bad_arguments_are_clear_errors() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n, d, slices", [(48, 3, 16), (200, 24, 64)])
+@pytest.mark.parametrize("n, d, slices", [(48, 3, 16), (160, 24, 64)])
 def test_calibrated_values_of_fresh_null_batches_have_mean_zero_and_unit_sd(n: int, d: int, slices: int) -> None:
     loss_fn = SlicedWassersteinGaussian(slices=slices, seed=7)
-    z = loss_fn.zscore(torch.randn(4000, n, d, generator=torch.Generator().manual_seed(n), dtype=torch.float64))
+    z = loss_fn.zscore(torch.randn(4000, n, d, generator=torch.Generator().manual_seed(n)))
     # sd of the mean of 4000 z's is 0.016; of their sd ~0.03 (a heavy right tail)
     assert abs(float(z.mean())) < 0.07
     assert 0.92 < float(z.std()) < 1.08
