@@ -26,9 +26,9 @@ from typing import Hashable, Literal
 import torch
 from torch import Tensor
 
-from ..validation import as_directions, as_embeddings, is_compiling, representable
 from ..calibration import NullStats
 from ..distributed import GlobalBatch, all_gather_rows
+from ..validation import as_directions, as_embeddings, is_compiling, representable
 from .sliced_null import sliced_null_moments
 from .slicing import RandomSlicingLoss
 

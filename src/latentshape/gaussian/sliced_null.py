@@ -133,8 +133,10 @@ def direction_moments(d: int, orders: np.ndarray) -> np.ndarray:
 
 def _table_row(n: int) -> np.ndarray:
     """(N^2 v, N^2 b_2.., N^2 tau) at n: linear in log N between the table's rows, its last row beyond it."""
-    from ._sliced_null_table import ROWS
+    from ._sliced_null_table import ROWS, TABLE_ORDERS as TABULATED_ORDERS
 
+    if tuple(TABULATED_ORDERS) != TABLE_ORDERS:  # a table built for other orders would be misread
+        raise RuntimeError(f"the sliced null table holds orders {TABULATED_ORDERS}, expected {TABLE_ORDERS}")
     table = np.asarray(ROWS, dtype=np.float64)
     log_n = np.log(table[:, 0])
     return np.array([np.interp(math.log(n), log_n, column) for column in table[:, 1:].T])
