@@ -77,9 +77,9 @@ def test_null_stats_are_cached_once_per_shape(monkeypatch):
         return real(*args, **kwargs)
 
     monkeypatch.setattr(statistic_module, "monte_carlo_null", counting)
-    loss_fn = SlicedWassersteinGaussian(null_samples=32, slices=8)
+    loss_fn = SlicedWassersteinGaussian(null="monte_carlo", null_samples=32, slices=8)
     first = loss_fn.null_stats(20, 3)
-    assert loss_fn.null_stats(20, 3) is first and SlicedWassersteinGaussian(null_samples=32, slices=8).null_stats(20, 3) is first
+    assert loss_fn.null_stats(20, 3) is first and SlicedWassersteinGaussian(null="monte_carlo", null_samples=32, slices=8).null_stats(20, 3) is first
     loss_fn.null_stats(21, 3)
     assert calls == [(20, 3), (21, 3)]
 
