@@ -217,13 +217,43 @@ def _per_dimension(d: int, beta: float, broad: float, sharp: float, k_modes: int
     trace = lambda lam: sum(lam[level] * zonal_at_one(d, level) for level in range(3))  # noqa: E731
     unit_diagonal = _diagonal_factor(self_term, modes)  # for T = 1
     return {
-        "broad": broad_g, "broad_self": trace(low_b) * unit_diagonal,
+        "broad": broad_g, "broad_self": trace(low_b) * unit_diagonal, "broad_trace": trace(low_b),
         "sharp_low": sharp_low, "sharp_low_self": trace(lam_s) * unit_diagonal,
         "sharp_high": sharp_high, "sharp_high_self": residual_kernel_sums(d, (sharp,), (1.0,))[0] * unit_diagonal,
         "angular": angular_g, "radial": float(moments["radial"].sum()),
         "mean": float((moments["linear"] ** 2).sum()), "covariance": float((moments["quadratic"] ** 2).sum()),
         "square_self": _diagonal_factor(moments["square"], modes),
     }
+
+
+@functools.lru_cache(maxsize=64)
+def _exact_broad_pieces(d: int, beta: float, broad: float, sharp: float, k_modes: int, modes: int) -> tuple[float, float]:
+    """(sum_k G_k of the broad energy, of the broad angular mean) with the broad kernel at every degree
+    (the exact pairwise path); only computed for that path."""
+    top = max(2, degree_for_share(d, sharp, _SHARE))  # the sharp kernel needs more degrees than the broad one
+    moments = coordinate_feature_moments(d, modes, k_modes, top)
+    lam = np.array(mercer_coefficients(d, top, broad))
+    levels = slice(0, top + 1)
+    energy, _ = _energy_terms(moments, d, radial_coefficients(beta, k_modes), lam, levels)
+    angular, _ = _energy_terms(moments, d, (1.0,), lam, levels)
+    return energy, angular
+
+
+def exact_broad_coordinate_covariances(n: int, d: int, beta: float = 8.0, broad: float = 4.0 / 3.0,
+                                       sharp: float = 8.0, k_modes: int = 6, modes: int = 4) -> dict[str, float]:
+    r"""Cov(coord, E) and Cov(coord, A) when E and A take the broad kernel at every degree (the pairwise
+    path's exact energy and angular mean; diagonal :math:`k(1) = 1`), leading order in 1/N as in
+    :func:`coordinate_null_covariances`.
+
+    >>> cov = exact_broad_coordinate_covariances(4096, 3)
+    >>> bool(cov["E"] > coordinate_null_covariances(4096, 3)["E"] > 0)   # degrees > 2 add overlap
+    True
+    """
+    pieces = _per_dimension(int(d), float(beta), float(broad), float(sharp), int(k_modes), int(modes))
+    energy, angular = _exact_broad_pieces(int(d), float(beta), float(broad), float(sharp), int(k_modes), int(modes))
+    off = 8.0 * (modes + 2) * (n - 1) / n**2
+    unit_diagonal = pieces["broad_self"] / max(pieces["broad_trace"], 1e-300)
+    return {"E": float(off * energy + 4.0 * unit_diagonal / n**2), "A": float(8.0 * (modes + 2) / n * angular)}
 
 
 def coordinate_null_covariances(

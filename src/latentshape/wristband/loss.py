@@ -26,6 +26,7 @@ from ..statistic import BatchStatistic
 from .components import COMPONENT_NAMES, WristbandComponents, WristbandConfig, raw_component_batch
 from .allorder_null import allorder_null_stats
 from .closed_form_null import spectral_null_stats
+from .pairwise_allorder_null import pairwise_allorder_null_stats
 from .pairwise_null import pairwise_null_stats
 
 __all__ = ["WristbandLoss"]
@@ -167,15 +168,17 @@ class WristbandLoss(BatchStatistic):
         return self.config
 
     def _closed_form_null(self, n: int, d: int) -> NullStats | None:
-        """The closed form of the global spectral path (every term) and of the global pairwise path (without
-        the sharp and coordinate terms); None elsewhere, or where ``mom`` has none at (N, d)."""
+        """The closed form of the global spectral and pairwise paths (every term); None elsewhere (per-point
+        rows, the geodesic pairwise kernel with extra terms), or where ``mom`` has none at (N, d)."""
         config = self.config
         if config.average != "global":
             return None
         extra = config.sharp or config.coordinates
         try:
             if config.method == "pairwise":
-                return None if extra else _padded(pairwise_null_stats(config, n, d), len(self.component_names))
+                if extra:
+                    return pairwise_allorder_null_stats(config, n, d)
+                return _padded(pairwise_null_stats(config, n, d), len(self.component_names))
             if extra:
                 return allorder_null_stats(config, n, d)
             return _padded(spectral_null_stats(config, n, d), len(self.component_names))
