@@ -34,7 +34,7 @@ from .coordinates_null import coordinate_null_covariances
 from .mercer import angular_coefficients, radial_coefficients, zonal_at_one
 from .pairwise_null import kernel_null_covariances
 
-__all__ = ["allorder_null_stats"]
+__all__ = ["allorder_null_stats", "assemble_null"]
 
 ORDER = ("E", "rad", "A", "mom", "S", "C")  # the raw quantities behind (rep, rad, ang, mom, sharp, coord)
 
@@ -81,6 +81,14 @@ def allorder_null_stats(config, n: int, d: int) -> NullStats:
                                                          block=config.block_size(n, d)).items():
             if other != "S" or config.sharp:
                 covariances[("C", other)] = value
+    return assemble_null(beta, logs, means, rad, mom, coord, covariances)
+
+
+def assemble_null(beta: float, logs: dict, means: dict, rad: NullMoments, mom: NullMoments,
+                  coord: NullMoments | None, covariances: dict) -> NullStats:
+    """The :class:`NullStats` of (rep, rad, ang, mom, sharp, coord) from the log-energy moments ``logs``
+    and raw means ``means`` (keys among E, A, S), the rad, mom and coord moments and the raw covariances:
+    the energies' covariances carried to their logs by the slopes 1/(beta E[E])."""
     slope = {k: 1.0 / (beta * m) for k, m in means.items()} | {"rad": 1.0, "mom": 1.0, "C": 1.0}
     sd = {k: v.std / beta for k, v in logs.items()} | {"rad": rad.std, "mom": mom.std}
     mean = {k: v.mean / beta for k, v in logs.items()} | {"rad": rad.mean, "mom": mom.mean}

@@ -217,7 +217,7 @@ def _per_dimension(d: int, beta: float, broad: float, sharp: float, k_modes: int
     trace = lambda lam: sum(lam[level] * zonal_at_one(d, level) for level in range(3))  # noqa: E731
     unit_diagonal = _diagonal_factor(self_term, modes)  # for T = 1
     return {
-        "broad": broad_g, "broad_self": trace(low_b) * unit_diagonal, "broad_trace": trace(low_b),
+        "broad": broad_g, "broad_self": trace(low_b) * unit_diagonal, "unit_diagonal": unit_diagonal,
         "sharp_low": sharp_low, "sharp_low_self": trace(lam_s) * unit_diagonal,
         "sharp_high": sharp_high, "sharp_high_self": residual_kernel_sums(d, (sharp,), (1.0,))[0] * unit_diagonal,
         "angular": angular_g, "radial": float(moments["radial"].sum()),
@@ -252,8 +252,8 @@ def exact_broad_coordinate_covariances(n: int, d: int, beta: float = 8.0, broad:
     pieces = _per_dimension(int(d), float(beta), float(broad), float(sharp), int(k_modes), int(modes))
     energy, angular = _exact_broad_pieces(int(d), float(beta), float(broad), float(sharp), int(k_modes), int(modes))
     off = 8.0 * (modes + 2) * (n - 1) / n**2
-    unit_diagonal = pieces["broad_self"] / max(pieces["broad_trace"], 1e-300)
-    return {"E": float(off * energy + 4.0 * unit_diagonal / n**2), "A": float(8.0 * (modes + 2) / n * angular)}
+    # the exact kernel's diagonal is k(1) = 1: the unit diagonal factor itself
+    return {"E": float(off * energy + 4.0 * pieces["unit_diagonal"] / n**2), "A": float(8.0 * (modes + 2) / n * angular)}
 
 
 def coordinate_null_covariances(

@@ -28,16 +28,15 @@ Every other moment is the one the spectral default uses (:mod:`~latentshape.wris
 from __future__ import annotations
 
 from ..calibration import NullStats
-from .allorder_null import ORDER, _add_sharp
+from .allorder_null import _add_sharp, assemble_null
 from .blocks import block_sizes
 from .blocks_null import residual_kernel_sums
 from .closed_form_null import NullMoments, _log_moments
 from .coordinates import coordinate_null_moments
 from .coordinates_null import coordinate_null_covariances, exact_broad_coordinate_covariances
-from .harmonics import kernel_power_sums, mercer_coefficients
+from .harmonics import mercer_coefficients
 from .mercer import radial_coefficients, zonal_at_one
-from .pairwise_null import (_covariance_modes, kernel_null_covariances, pairwise_angular_null_moments,
-                            pairwise_energy_null_moments)
+from .pairwise_null import _covariance_modes, pairwise_null_pieces
 
 __all__ = ["pairwise_allorder_null_stats"]
 
@@ -53,25 +52,15 @@ def pairwise_allorder_null_stats(config, n: int, d: int) -> NullStats:
     >>> round(float(stats.corr[0, 4]), 2)   # rep with sharp
     0.31
     """
-    from ..gaussian.moment_penalty_null import moment_null_moments
-    from .radial import radial_null_moments
-
     if config.method != "pairwise" or config.average != "global" or config.angular != "chordal":
         raise ValueError("this closed form is for the global chordal pairwise path")
     beta, c = float(config.beta), 2.0 * config.beta * config.alpha_value**2
-    energy = pairwise_energy_null_moments(n, d, beta, c, config.angular)
-    angle = pairwise_angular_null_moments(n, d, c, config.angular)
-    rad, mom = NullMoments(*radial_null_moments(n)), NullMoments(*moment_null_moments(config.moment, n, d))
-    lam0, angular_square, _ = kernel_power_sums(int(d), c, config.angular)
-    broad_low = mercer_coefficients(int(d), 2, c, config.angular)
-    covariances = dict(kernel_null_covariances(
-        n, d, radial_coefficients(beta, _covariance_modes(beta)), broad_low, 1.0,
-        max(angular_square - lam0**2, 0.0), config.moment, mom.variance))
+    energy, angle, rad, mom, covariances = pairwise_null_pieces(config, n, d)
     logs = {"E": _log_moments(energy), "A": _log_moments(angle)}
     means = {"E": energy.mean, "A": angle.mean}
     if config.sharp:
         radial = radial_coefficients(beta, config.k_modes)
-        sharp_energy = _add_sharp(covariances, config, n, d, radial, broad_low, mom.variance)
+        sharp_energy = _add_sharp(covariances, config, n, d, radial, mercer_coefficients(int(d), 2, c), mom.variance)
         _exact_sharp_covariances(covariances, config, n, d, radial, beta, c)
         logs["S"], means["S"] = _log_moments(sharp_energy), sharp_energy.mean
     coord = None
@@ -82,12 +71,7 @@ def pairwise_allorder_null_stats(config, n: int, d: int) -> NullStats:
         exact = exact_broad_coordinate_covariances(n, d, **shared)
         for other in ("rad", "mom", "E", "A") + (("S",) if config.sharp else ()):
             covariances[("C", other)] = exact.get(other, spectral[other])
-    slope = {k: 1.0 / (beta * m) for k, m in means.items()} | {"rad": 1.0, "mom": 1.0, "C": 1.0}
-    sd = {k: v.std / beta for k, v in logs.items()} | {"rad": rad.std, "mom": mom.std}
-    mean = {k: v.mean / beta for k, v in logs.items()} | {"rad": rad.mean, "mom": mom.mean}
-    if coord is not None:
-        sd["C"], mean["C"] = coord.std, coord.mean
-    return NullStats.from_covariances(ORDER, mean, sd, slope, covariances)
+    return assemble_null(beta, logs, means, rad, mom, coord, covariances)
 
 
 def _exact_sharp_covariances(covariances: dict, config, n: int, d: int, radial, beta: float, c: float) -> None:

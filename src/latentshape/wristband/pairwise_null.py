@@ -58,6 +58,7 @@ __all__ = [
     "pairwise_energy_null_moments",
     "pairwise_angular_null_moments",
     "kernel_null_covariances",
+    "pairwise_null_pieces",
     "pairwise_null_stats",
 ]
 
@@ -238,6 +239,24 @@ def kernel_null_covariances(
     }
 
 
+def pairwise_null_pieces(config, n: int, d: int) -> tuple[NullMoments, NullMoments, NullMoments, NullMoments, dict]:
+    """Null moments of the raw E, A, rad, mom of the pairwise path and their covariances (a dict keyed like
+    ``("E", "rad")``), shared by :func:`pairwise_null_stats` and the path with its sharp and coordinate terms."""
+    from ..gaussian.moment_penalty_null import moment_null_moments
+    from .radial import radial_null_moments
+
+    beta, c = float(config.beta), 2.0 * config.beta * config.alpha_value**2
+    energy = pairwise_energy_null_moments(n, d, beta, c, config.angular)
+    angle = pairwise_angular_null_moments(n, d, c, config.angular)
+    rad = NullMoments(*radial_null_moments(n))
+    mom = NullMoments(*moment_null_moments(config.moment, n, d))
+    lam0, angular_square, _ = kernel_power_sums(int(d), c, config.angular)
+    covariances = dict(kernel_null_covariances(
+        n, d, radial_coefficients(beta, _covariance_modes(beta)), mercer_coefficients(int(d), 2, c, config.angular),
+        1.0, max(angular_square - lam0**2, 0.0), config.moment, mom.variance))
+    return energy, angle, rad, mom, covariances
+
+
 def pairwise_null_stats(config, n: int, d: int) -> NullStats:
     r"""Null mean, sd and correlation of the raw ``(rep, rad, ang, mom)`` of the global pairwise
     wristband (a :class:`~latentshape.wristband.components.WristbandConfig` with
@@ -250,21 +269,11 @@ def pairwise_null_stats(config, n: int, d: int) -> NullStats:
     >>> [round(float(r), 2) for r in stats.corr[0]]   # rep with (rep, rad, ang, mom)
     [1.0, 0.83, 0.38, 0.32]
     """
-    from ..gaussian.moment_penalty_null import moment_null_moments
-    from .radial import radial_null_moments
-
     if config.method != "pairwise" or config.average != "global":
         raise ValueError("this closed form is for the global pairwise path")
-    beta, c = float(config.beta), 2.0 * config.beta * config.alpha_value**2
-    energy = pairwise_energy_null_moments(n, d, beta, c, config.angular)
-    angle = pairwise_angular_null_moments(n, d, c, config.angular)
+    beta = float(config.beta)
+    energy, angle, rad, mom, covariances = pairwise_null_pieces(config, n, d)
     rep, ang = _log_moments(energy), _log_moments(angle)
-    rad = NullMoments(*radial_null_moments(n))
-    mom = NullMoments(*moment_null_moments(config.moment, n, d))
-    lam0, angular_square, _ = kernel_power_sums(int(d), c, config.angular)
-    covariances = kernel_null_covariances(
-        n, d, radial_coefficients(beta, _covariance_modes(beta)), mercer_coefficients(int(d), 2, c, config.angular),
-        1.0, max(angular_square - lam0**2, 0.0), config.moment, mom.variance)
     slope = {"E": 1.0 / (beta * energy.mean), "A": 1.0 / (beta * angle.mean), "rad": 1.0, "mom": 1.0}
     sd = {"E": rep.std / beta, "A": ang.std / beta, "rad": rad.std, "mom": mom.std}
     mean = {"E": rep.mean / beta, "rad": rad.mean, "A": ang.mean / beta, "mom": mom.mean}
