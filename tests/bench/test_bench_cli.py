@@ -22,14 +22,19 @@ def test_tiny_detection_writes_markdown_and_plot(tmp_path) -> None:
 
 
 def test_tiny_gaussianize_writes_markdown(tmp_path) -> None:
-    result = _bench("gaussianize", "--tiny", "--out", str(tmp_path), "--distributions", "x",
-                    "--regularizers", "moment_matching")
-    assert result.returncode == 0, result.stderr
+    from latentshape.cli import main  # in process: the entry point runs in the test above
+
+    assert main(["bench", "gaussianize", "--tiny", "--out", str(tmp_path), "--distributions", "x",
+                 "--regularizers", "moment_matching"]) == 0
     assert "| x |" in (tmp_path / "bench_gaussianize.md").read_text()
 
 
-def test_user_mistakes_exit_2_with_one_line(tmp_path) -> None:
-    result = _bench("detection", "--tiny", "--out", str(tmp_path), "--regularizers", "nope")
-    assert result.returncode == 2 and "unknown regularizer" in result.stderr and "Traceback" not in result.stderr
-    result = _bench("speed", "--tiny", "--quick")
-    assert result.returncode == 2 and "one of --quick and --tiny" in result.stderr
+def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys) -> None:
+    # in process: main returns the exit code (the entry point itself runs in the tests above)
+    from latentshape.cli import main
+
+    assert main(["bench", "detection", "--tiny", "--out", str(tmp_path), "--regularizers", "nope"]) == 2
+    error = capsys.readouterr().err
+    assert "unknown regularizer" in error and "Traceback" not in error and len(error.strip().splitlines()) == 1
+    assert main(["bench", "speed", "--tiny", "--quick"]) == 2
+    assert "one of --quick and --tiny" in capsys.readouterr().err

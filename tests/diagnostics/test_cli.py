@@ -129,9 +129,9 @@ def test_subprocess_example_prints_both_reports() -> None:
 # Every case runs in process above; through a fresh interpreter run the ones whose loaders can
 # print their own warnings (torch.load, numpy's text reader) once per process, which an earlier
 # in-process test may already have consumed.
-SUBPROCESS_CASES = [("pt", [], None), ("pt_dict", ["--key", "z"], None), ("csv", [], None),
-                    ("corrupt_pt", [], "cannot read"), ("pt_dict", [], "pick one with --key"),
-                    ("ragged", [], "cannot read"), ("nan", [], "NaN or Inf (first: row 5)")]
+# One success and one failure per loader that warns (torch.load, numpy's text reader).
+SUBPROCESS_CASES = [("pt_dict", ["--key", "z"], None), ("csv", [], None),
+                    ("corrupt_pt", [], "cannot read"), ("ragged", [], "cannot read")]
 
 
 def test_subprocess_loaders_and_errors(files) -> None:

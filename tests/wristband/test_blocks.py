@@ -69,6 +69,22 @@ def test_row_tiles_and_batched_blocks_match_brute_force(monkeypatch, n, block, b
     assert torch.autograd.gradcheck(lambda a, b: block_residual_energy(a, b, RADIAL, scales, weights, block), (u, t))
 
 
+@pytest.mark.parametrize("weight,block", [(1.0, 29), (0.4, 29), (1.0, 10)])
+def test_whole_kernel_of_one_scale_matches_brute_force_and_gradcheck(weight, block):
+    # low = 0 with one scale takes the in-place e^{c(x-1)} route; low = 0 makes the brute force's k the whole kernel
+    u, t = _points(2, 29, 5, seed=4)
+    value = block_residual_energy(u, t, RADIAL, (8.0,), (weight,), block, low=(0.0, 0.0, 0.0))
+    a = torch.tensor(RADIAL, dtype=torch.float64)
+    w = torch.cos(t[..., None] * math.pi * torch.arange(len(RADIAL), dtype=torch.float64))
+    pair = weight * torch.exp(8.0 * (u @ u.transpose(-1, -2) - 1.0)) * ((w * a) @ w.transpose(-1, -2))
+    mask = torch.block_diag(*[torch.ones(s, s, dtype=torch.float64) for s in block_sizes(29, block)])
+    expected = (pair * mask).sum(dim=(-2, -1)) / mask.sum()
+    assert torch.allclose(value, expected, rtol=1e-12)
+    u.requires_grad_(), t.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda a_, b_: block_residual_energy(a_, b_, RADIAL, (8.0,), (weight,), block, low=(0.0, 0.0, 0.0)), (u, t))
+
+
 def test_one_block_gives_the_exact_all_degree_energy_and_the_residual_is_psd():
     u, t = _points(3, 64, 6, seed=1)
     energy, _ = allorder_energy(u, t, RADIAL, (8.0,), (1.0,), block=64)

@@ -167,3 +167,87 @@ def test_float32_loss_gradient_close_to_float64():
         loss(y).backward()
         grads.append(y.grad.double())
     assert float((grads[1] - grads[0]).norm() / grads[0].norm()) < 2e-5
+
+
+# ---- the sharp term's energy from the same strips ----------------------------------------------
+
+from latentshape.wristband.blocks import block_residual_energy  # noqa: E402
+from latentshape.wristband.kernel import pairwise_row_sums_and_sharp  # noqa: E402
+from latentshape.wristband.mercer import radial_coefficients  # noqa: E402
+
+RADIAL = radial_coefficients(8.0, 6)
+
+
+def sharp_brute_force(u, t, scale):
+    """(1/N^2) sum_ij e^{c_s(u_i.u_j - 1)} sum_k a_k cos(k pi t_i) cos(k pi t_j), float64."""
+    u, t = u.detach().double(), t.detach().double()
+    w = torch.cos(t[..., None] * math.pi * torch.arange(len(RADIAL), dtype=torch.float64))
+    pair = torch.exp(scale * (u @ u.transpose(-1, -2) - 1.0)) * ((w * torch.tensor(RADIAL, dtype=torch.float64)) @ w.transpose(-1, -2))
+    return pair.mean(dim=(-2, -1))
+
+
+def fused_and_separate(u, t, weights, scale=8.0):
+    """Values and (u, t) gradients of r, a and the sharp energy, fused and as two separate passes."""
+    out = []
+    for fused in (True, False):
+        uu, tt = u.clone().requires_grad_(), t.clone().requires_grad_()
+        if fused:
+            r, a, s = pairwise_row_sums_and_sharp(uu, tt, 8.0, ALPHA, "chordal", scale, RADIAL)
+        else:
+            r, a = pairwise_row_sums(uu, tt, 8.0, ALPHA, "chordal")
+            s = block_residual_energy(uu, tt, RADIAL, (scale,), (1.0,), u.shape[-2], low=(0.0, 0.0, 0.0))
+        objective = (weights[0] * r).sum() + (weights[1] * a).sum() + (weights[2, :, 0] * s).sum()
+        out.append((r.detach(), a.detach(), s.detach()) + torch.autograd.grad(objective, (uu, tt)))
+    return out
+
+
+@pytest.mark.parametrize("n", [37, 5, 64])
+@pytest.mark.parametrize("angular_weight", [0.0, 1.0])
+def test_sharp_from_the_shared_strips_matches_the_separate_pass(keep_path, n, angular_weight):
+    u, t = sample(2, n, 6, seed=n + 1)
+    weights = torch.randn(3, 2, n, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    weights[1] *= angular_weight
+    fused, separate = fused_and_separate(u, t, weights)
+    assert fused[2].dtype == torch.float64
+    assert torch.allclose(fused[2], sharp_brute_force(u, t, 8.0), rtol=1e-12)
+    for ours, reference in zip(fused, separate):
+        assert torch.allclose(ours, reference, rtol=1e-10, atol=1e-13)
+
+
+def test_sharp_from_the_shared_strips_gradcheck_and_no_sharp_gradient(keep_path):
+    u, t = sample(1, 11, 3, seed=5)
+    u.requires_grad_(), t.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda u_, t_: pairwise_row_sums_and_sharp(u_, t_, 8.0, ALPHA, "chordal", 5.0, RADIAL), (u, t))
+    # only the row sums used: the sharp energy's zero gradient must leave the row sums' gradient as it was
+    r, _, _ = pairwise_row_sums_and_sharp(u, t, 8.0, ALPHA, "chordal", 5.0, RADIAL)
+    alone, _ = pairwise_row_sums(u, t, 8.0, ALPHA, "chordal")
+    assert all(torch.allclose(x, y, rtol=1e-12) for x, y in zip(torch.autograd.grad(r.sum(), (u, t)),
+                                                                   torch.autograd.grad(alone.sum(), (u, t))))
+
+
+def test_sharp_float32_and_the_fallbacks_agree_with_float64():
+    u, t = sample(1, 300, 16, seed=7)
+    reference = sharp_brute_force(u, t, 8.0)
+    single = pairwise_row_sums_and_sharp(u.float(), t.float(), 8.0, ALPHA, "chordal", 8.0, RADIAL)[2]
+    assert torch.allclose(single, reference, rtol=1e-5)
+    for angular, beta in (("geodesic", 8.0), ("chordal", 60.0)):  # no shared images: two separate passes
+        s = pairwise_row_sums_and_sharp(u, t, beta, ALPHA, angular, 8.0, RADIAL)[2]
+        assert torch.allclose(s, reference, rtol=1e-12)
+
+
+def test_default_pairwise_loss_unchanged_by_the_shared_strips(monkeypatch):
+    x = torch.randn(200, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64, requires_grad=True)
+    loss = WristbandLoss(method="pairwise", calibrate=False)
+    value = loss(x)
+    grad, = torch.autograd.grad(value, x)
+    import latentshape.wristband.components as components
+
+    def separate(direction, t, beta, alpha, angular, scale, radial):
+        r, a = pairwise_row_sums(direction, t, beta, alpha, angular)
+        return r, a, block_residual_energy(direction, t, radial, (scale,), (1.0,), direction.shape[-2], low=(0.0, 0.0, 0.0))
+
+    monkeypatch.setattr(components, "pairwise_row_sums_and_sharp", separate)
+    other = loss(x)
+    assert torch.allclose(value, other, rtol=1e-12)
+    assert torch.allclose(grad, torch.autograd.grad(other, x)[0], rtol=1e-9, atol=1e-12)

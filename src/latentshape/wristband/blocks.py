@@ -62,7 +62,14 @@ def low_degree_coefficients(d: int, scales: tuple[float, ...], weights: tuple[fl
 
 
 def _residual_and_slope(cosine: Tensor, d: int, scales, weights, low, slope: bool = True) -> tuple[Tensor, Tensor | None]:
-    """k_{>2}(x) and (optionally) its derivative, elementwise, in a few in-place passes over the pairs."""
+    """k_{>2}(x) and (optionally) its derivative, elementwise, in a few in-place passes over the pairs.
+
+    ``cosine`` (a fresh pair matrix) may be overwritten."""
+    if len(scales) == 1 and not any(low):  # the whole kernel of one scale (one exact block): e^{c(x-1)}, in place
+        value = cosine.sub_(1.0).mul_(scales[0]).exp_()
+        if weights[0] != 1.0:
+            value.mul_(weights[0])
+        return value, (value * scales[0] if slope else None)
     half = (d + 2) / 2.0
     # the degree <= 2 part lambda_0 + lambda_1 d x + lambda_2 (d+2)/2 (d x^2 - 1), by Horner
     value = cosine * (-low[2] * half * d)

@@ -45,7 +45,7 @@ from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_b
 from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .blocks import block_residual_energy, low_degree_coefficients
 from .coordinates import coordinate_smooth_statistic
-from .kernel import pairwise_row_sums
+from .kernel import pairwise_row_sums, pairwise_row_sums_and_sharp
 from .map import map_unchecked
 from .radial import radial_cost
 from .spectral_fused import fused_spectral_sums
@@ -192,7 +192,12 @@ def _kernel_sums(
     if sharp and block < n_total and uses_feature_sums(n_total, d, len(radial), 2, False):
         # shared by rep (spectral) and sharp's degrees <= 2; the residual's gradient comes back through them
         sums, sharp_direction = shared_spectral_sums(direction, t, len(radial), 2)
-    if config.method == "pairwise":
+    whole = None
+    if config.method == "pairwise" and sharp and block >= n_total:  # one Gram product for both kernels
+        kernel_rows, angular_rows, whole = pairwise_row_sums_and_sharp(
+            direction, t, config.beta, config.alpha_value, config.angular, float(config.sharp_scale), radial)
+        energy, angular_mean = (kernel_rows if per_point else kernel_rows.mean(dim=-1)), angular_rows.mean(dim=-1)
+    elif config.method == "pairwise":
         kernel_rows, angular_rows = pairwise_row_sums(direction, t, config.beta, config.alpha_value, config.angular)
         energy, angular_mean = (kernel_rows if per_point else kernel_rows.mean(dim=-1)), angular_rows.mean(dim=-1)
     elif sums is not None and not per_point:
@@ -203,7 +208,8 @@ def _kernel_sums(
         return energy, angular_mean, None, cdf, score
     scale = (float(config.sharp_scale),)
     if block >= n_total:  # one block holds all pairs: the whole kernel there (nothing subtracted) is the exact energy
-        whole = block_residual_energy(direction, t, radial, scale, (1.0,), n_total, low=(0.0, 0.0, 0.0))
+        if whole is None:
+            whole = block_residual_energy(direction, t, radial, scale, (1.0,), n_total, low=(0.0, 0.0, 0.0))
         return energy, angular_mean, whole, cdf, score
     head = (energy_from_sums(sums, n_total, d, radial, sharp) if sums is not None
             else spectral_kernel_sums(direction, t, radial, sharp))[0]

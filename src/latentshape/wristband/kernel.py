@@ -33,10 +33,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from .blocks import block_residual_energy
 from .mercer import default_alpha
 from .shared_images import SharedImageRowSums, shared_images_fit
 
-__all__ = ["AngularKernel", "default_alpha", "angular_kernel", "radial_kernel", "pairwise_row_sums"]
+__all__ = ["AngularKernel", "default_alpha", "angular_kernel", "radial_kernel", "pairwise_row_sums",
+           "pairwise_row_sums_and_sharp"]
 
 AngularKernel = Literal["chordal", "geodesic"]
 _CHUNK_ELEMENTS = 1 << 20  # rows-per-block * N; a few such blocks live at once
@@ -87,13 +89,44 @@ def pairwise_row_sums(
     tensor([[0.2636, 0.2636]], dtype=torch.float64)
     """
     if angular == "chordal":
-        n = direction.shape[-2]
         if shared_images_fit(float(beta), direction.dtype):
-            keep = direction.shape[0] * n * n <= _KEEP_IMAGES_ELEMENTS
-            strips = _row_blocks(n, parts=_SYMMETRIC_STRIPS)
-            return SharedImageRowSums.apply(direction, t, float(beta), float(alpha), strips, keep)
+            return _shared_images(direction, t, beta, alpha, None)[:2]
         return _ChordalPairwiseRowSums.apply(direction, t, float(beta), float(alpha))
     return _PairwiseRowSums.apply(direction, t, float(beta), float(alpha), angular)
+
+
+def pairwise_row_sums_and_sharp(
+    direction: Tensor, t: Tensor, beta: float, alpha: float, angular: AngularKernel,
+    sharp_scale: float, radial: tuple[float, ...],
+) -> tuple[Tensor, Tensor, Tensor]:
+    r""":func:`pairwise_row_sums` and the sharp term's exact all-pairs energy
+    :math:`\frac1{N^2}\sum_{i,j} e^{c_s(u_i \cdot u_j - 1)} \sum_k a_k \cos(k\pi t_i)\cos(k\pi t_j)`
+    ``(B,)`` in float64 (:func:`~latentshape.wristband.blocks.block_residual_energy` with one block).
+
+    The chordal kernel shares its Gram products with the sharp kernel
+    (:mod:`~latentshape.wristband.shared_images`); otherwise the two are separate passes.
+
+    >>> from latentshape.wristband.mercer import radial_coefficients
+    >>> u = torch.nn.functional.normalize(torch.randn(1, 50, 3, dtype=torch.float64), dim=-1)
+    >>> t = torch.rand(1, 50, dtype=torch.float64)
+    >>> r, a, sharp = pairwise_row_sums_and_sharp(u, t, 8.0, 12 ** -0.5, "chordal", 8.0, radial_coefficients(8.0, 6))
+    >>> alone = block_residual_energy(u, t, radial_coefficients(8.0, 6), (8.0,), (1.0,), 50, low=(0.0, 0.0, 0.0))
+    >>> bool(torch.allclose(sharp, alone, rtol=1e-12))
+    True
+    """
+    radial = tuple(float(v) for v in radial)
+    if angular == "chordal" and shared_images_fit(float(beta), direction.dtype):
+        return _shared_images(direction, t, beta, alpha, (float(sharp_scale), radial))
+    rows, angular_rows = pairwise_row_sums(direction, t, beta, alpha, angular)
+    n = direction.shape[-2]
+    return rows, angular_rows, block_residual_energy(direction, t, radial, (float(sharp_scale),), (1.0,), n, low=(0.0, 0.0, 0.0))
+
+
+def _shared_images(direction: Tensor, t: Tensor, beta: float, alpha: float, sharp) -> tuple[Tensor, Tensor, Tensor]:
+    n = direction.shape[-2]
+    keep = direction.shape[0] * n * n <= _KEEP_IMAGES_ELEMENTS
+    strips = _row_blocks(n, parts=_SYMMETRIC_STRIPS)
+    return SharedImageRowSums.apply(direction, t, float(beta), float(alpha), strips, keep, sharp)
 
 
 def _angular_value_and_slope(

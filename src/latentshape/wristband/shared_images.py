@@ -35,6 +35,12 @@ Backward, for :math:`F = \sum_i g_i r_i` (and :math:`h_i` on the angular rows):
 
 summed over j with weights :math:`(g_i + g_j) / N`: products of K with [u, g u, 1, g, t, g t] and of S
 with [a t, a g t, b t, b g t, b, b g], accumulated over the strips, then combined per point.
+
+With ``sharp = (c_s, radial)`` the same strips also give the sharp term's exact energy
+(:mod:`~latentshape.wristband.blocks` with one block),
+:math:`E_s = \frac{1}{N^2}\sum_{i,j} P_{ij} R_{ij}`, :math:`P_{ij} = e^{c_s(u_i \cdot u_j - 1)}`,
+:math:`R_{ij} = \sum_k a_k \cos(k\pi t_i)\cos(k\pi t_j)`, from the Gram product already formed: one
+more exponential per evaluated pair instead of a second pass with its own Gram products.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ import math
 
 import torch
 from torch import Tensor
+
+from .blocks import _radial_features
 
 __all__ = ["shared_images_fit", "SharedImageRowSums"]
 
@@ -60,43 +68,52 @@ def shared_images_fit(beta: float, dtype: torch.dtype) -> bool:
 
 class SharedImageRowSums(torch.autograd.Function):
     """``(r, a)`` of :func:`~latentshape.wristband.kernel.pairwise_row_sums` for the chordal kernel
-    (module docstring). ``apply(direction, t, beta, alpha, strips, keep)``: ``strips`` consecutive row
-    ranges covering all N; ``keep`` whether the forward may hold its strips for the backward instead
-    of recomputing them.
+    and the sharp energy ``(B,)`` in float64 (module docstring; zeros without ``sharp``).
+    ``apply(direction, t, beta, alpha, strips, keep, sharp)``: ``strips`` consecutive row ranges covering
+    all N; ``keep`` whether the forward may hold its strips for the backward instead of recomputing
+    them; ``sharp`` None or ``(c_s, (a_0, .., a_K))``.
 
     >>> u = torch.nn.functional.normalize(torch.randn(1, 5, 3, dtype=torch.float64), dim=-1)
     >>> t = torch.rand(1, 5, dtype=torch.float64)
-    >>> r, a = SharedImageRowSums.apply(u, t, 8.0, 12 ** -0.5, [(0, 2), (2, 5)], False)
+    >>> r, a, _ = SharedImageRowSums.apply(u, t, 8.0, 12 ** -0.5, [(0, 2), (2, 5)], False, None)
     >>> r.shape, bool((a > 0).all())
     (torch.Size([1, 5]), True)
     """
 
     @staticmethod
-    def forward(ctx, direction, t, beta, alpha, strips, keep):  # type: ignore[override]
+    def forward(ctx, direction, t, beta, alpha, strips, keep, sharp):  # type: ignore[override]
         c = 2.0 * beta * alpha * alpha
         n = direction.shape[-2]
         factors = _factors(direction, t, beta, c)
         sums = torch.zeros(t.shape + (2,), dtype=t.dtype, device=t.device)  # kernel and angular row sums
+        sharp_total = torch.zeros(t.shape[:-1], dtype=torch.float64, device=t.device)
+        radial = _radial_features(t, sharp[1])[1:] if sharp is not None else None  # cos(k pi t), a_k cos(k pi t)
         keep = keep and any(ctx.needs_input_grad[:2])
         kept = []
         for start, stop in strips:
-            kernel, _, angular = strip = _kernel_strip(direction, *factors, c, start, stop, angular=True)
+            strip = _kernel_strip(direction, *factors, c, start, stop, angular=True, sharp=sharp)
+            kernel, _, angular = strip[:3]
             sums[:, start:stop, 0] += kernel.sum(dim=-1)
             sums[:, stop:, 0] += kernel[..., stop - start:].sum(dim=-2)
             sums[:, start:stop, 1] += angular.sum(dim=-1) - angular.diagonal(dim1=-2, dim2=-1)
             sums[:, stop:, 1] += angular[..., stop - start:].sum(dim=-2)
+            if sharp is not None:  # sum_ij P_ij R_ij = sum_i a w_i . (P w)_i; the pairs right of the square count twice
+                w, wa = radial
+                square = stop - start
+                pw = torch.baddbmm(strip[3][..., :square] @ w[:, start:stop], strip[3][..., square:], w[:, stop:], alpha=2.0)
+                sharp_total += pw.mul_(wa[:, start:stop]).sum(dim=(-2, -1), dtype=torch.float64)
             if keep:
                 kept.append(strip)
         ctx.save_for_backward(direction, t)
-        ctx.config = (beta, c, strips, factors)
+        ctx.config = (beta, c, strips, factors, sharp)
         ctx.kept = kept if keep else None
-        return sums[..., 0] / n, sums[..., 1] / (n - 1)
+        return sums[..., 0] / n, sums[..., 1] / (n - 1), sharp_total / (n * n)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_kernel_rows, grad_angular_rows):  # type: ignore[override]
+    def backward(ctx, grad_kernel_rows, grad_angular_rows, grad_sharp):  # type: ignore[override]
         direction, t = ctx.saved_tensors
-        beta, c, strips, factors = ctx.config
+        beta, c, strips, factors, sharp = ctx.config
         n, d = direction.shape[-2], direction.shape[-1]
         g = grad_kernel_rows if grad_kernel_rows is not None else torch.zeros_like(t)
         h = grad_angular_rows
@@ -109,13 +126,22 @@ class SharedImageRowSums(torch.autograd.Function):
                    torch.stack([a * t, a * g * t, b * t, b * g * t, b, b * g], dim=-1)]
         if h is not None:
             columns.append(torch.cat([direction, direction * h.unsqueeze(-1)], dim=-1))
+        if sharp is not None and grad_sharp is not None and bool(grad_sharp.any()):
+            angle, w, wa = _radial_features(t, sharp[1])
+            sharp_totals = [torch.zeros_like(direction), torch.zeros_like(wa)]  # sum_j (P o R)_ij u_j, sum_j P_ij a w_j
+        else:
+            sharp = None
         totals = [torch.zeros_like(column) for column in columns]  # sum_j X_ij column_j, X = K, S (, E)
         for index, (start, stop) in enumerate(strips):
             strip = kept[index] if kept is not None else \
-                _kernel_strip(direction, *factors, c, start, stop, angular=h is not None)
+                _kernel_strip(direction, *factors, c, start, stop, angular=h is not None or sharp is not None, sharp=sharp)
             if h is not None:
                 strip[2].diagonal(dim1=-2, dim2=-1).zero_()
-            for pairs, column, total in zip(strip, columns, totals):
+            pieces = list(zip(strip[:2] + (strip[2:3] if h is not None else []), columns, totals))
+            if sharp is not None:
+                weighted = (wa[:, start:stop] @ w[:, start:].transpose(-1, -2)).mul_(strip[3])  # P o R
+                pieces += [(weighted, direction, sharp_totals[0]), (strip[3], wa, sharp_totals[1])]
+            for pairs, column, total in pieces:
                 total[:, start:stop] += pairs @ column[:, start:]
                 total[:, stop:] += pairs[..., stop - start:].transpose(-1, -2) @ column[:, start:stop]
         kernel_products = totals[0]
@@ -123,7 +149,13 @@ class SharedImageRowSums(torch.autograd.Function):
         if h is not None:
             grad_u += (n / (n - 1)) * (h.unsqueeze(-1) * totals[2][..., :d] + totals[2][..., d:])
         grad_t = _radial_gradient(kernel_products[..., 2 * d:], totals[1], g, t, a, b, beta)
-        return (c / n) * grad_u, grad_t / n, None, None, None, None
+        grad_u, grad_t = (c / n) * grad_u, grad_t / n
+        if sharp is not None:  # dE_s/du_i = 2 c_s / N^2 sum_j P_ij R_ij u_j; dR_ij/dt_i = sum_k -k pi sin(k pi t_i) a_k w_jk
+            scale = (2.0 * grad_sharp / (n * n)).to(t.dtype)
+            slope_t = torch.sin(angle).mul_(-math.pi * torch.arange(len(sharp[1]), dtype=t.dtype, device=t.device))
+            grad_u += (scale * sharp[0]).view(-1, 1, 1) * sharp_totals[0]
+            grad_t += scale.view(-1, 1) * (sharp_totals[1] * slope_t).sum(dim=-1)
+        return grad_u, grad_t, None, None, None, None, None
 
 
 def _factors(direction: Tensor, t: Tensor, beta: float, c: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -142,11 +174,15 @@ def _factors(direction: Tensor, t: Tensor, beta: float, c: float) -> tuple[Tenso
 
 
 def _kernel_strip(direction: Tensor, scaled: Tensor, left: Tensor, right: Tensor, radial: Tensor, c: float,
-                  start: int, stop: int, angular: bool) -> list[Tensor]:
-    """K, S (and E if ``angular``) of rows start:stop against columns start:N, each (B, rows, N - start)."""
+                  start: int, stop: int, angular: bool, sharp: tuple | None = None) -> list[Tensor]:
+    """K, S (E if ``angular`` or ``sharp``, then P if ``sharp``) of rows start:stop against columns start:N,
+    each (B, rows, N - start)."""
     gram = torch.bmm(scaled[:, start:stop], direction[:, start:].transpose(-1, -2))  # c u_i . u_j
     pairs = [torch.baddbmm(gram, left[:, k, start:stop], right[..., start:]).exp_() for k in range(2)]
     pairs[0].addcmul_(pairs[1], radial[:, start:stop] @ radial[:, start:].transpose(-1, -2))  # a_i a_j + b_i b_j
+    if sharp is not None:  # P = e^{c_s (u.u' - 1)} from the same Gram: (c u.u') c_s / c - c_s
+        sharp_pairs = torch.mul(gram, sharp[0] / c).sub_(sharp[0]).exp_()
+        return pairs + [gram.sub_(c).exp_(), sharp_pairs]
     return pairs + [gram.sub_(c).exp_()] if angular else pairs
 
 
