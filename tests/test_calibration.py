@@ -48,20 +48,27 @@ def test_memory_cache_computes_once():
 
 
 def test_disk_cache_survives_a_new_process(tmp_path):
+    # written here, read by a fresh interpreter (whose in-memory cache is empty)
+    calibration.set_disk_cache(tmp_path)
+    try:
+        key = ("disk-test", 7)
+        calibration.clear_null_cache()
+        written = cached_null_stats(key, lambda: NullStats.from_samples(torch.arange(6.0).reshape(3, 2)))
+    finally:
+        calibration.set_disk_cache(None)
     code = (
         "import torch, latentshape.calibration as c\n"
         f"c.set_disk_cache({str(tmp_path)!r})\n"
         "calls = []\n"
         "def compute():\n"
         "    calls.append(1)\n"
-        "    return c.NullStats.from_samples(torch.arange(6.0).reshape(3, 2))\n"
+        "    return c.NullStats.from_samples(torch.zeros(3, 2))\n"
         "s = c.cached_null_stats(('disk-test', 7), compute)\n"
-        "print(len(calls), s.mean.tolist())\n"
+        "print(len(calls), *s.mean.tolist())\n"
     )
-    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert first[0] == "1" and second[0] == "0"  # the second process read it from disk
-    assert first[1:] == second[1:]
+    read = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert read[0] == "0"  # the fresh process read it from disk
+    assert [float(v) for v in read[1:]] == written.mean.tolist()
     assert len(list(tmp_path.glob("null-*.pt"))) == 1
 
 

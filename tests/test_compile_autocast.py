@@ -90,19 +90,12 @@ def test_compiled_loss_matches_eager_aot_eager(name: str) -> None:
     assert _relative(grad, eager_grad) <= COMPILE_RELATIVE
 
 
-def test_compiled_wristband_matches_eager_inductor() -> None:
-    # The default backend: ~7 s to compile on two CPU cores for the uncalibrated spectral loss.
-    x = _batch()
-    eager_value, eager_grad = _value_and_grad(WristbandLoss(calibrate=False), x)
-    value, grad = _value_and_grad(torch.compile(WristbandLoss(calibrate=False)), x)
-    assert _relative(value, eager_value) <= COMPILE_RELATIVE
-    assert _relative(grad, eager_grad) <= COMPILE_RELATIVE
-
-
 def _training_step(encoder: nn.Module, loss_fn: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return loss_fn(encoder(x))
 
 
+# inductor (the default backend; its C++ codegen takes 10-20 s on two cold CPU cores) runs here only,
+# on the realistic step: an encoder and the calibrated default loss.
 @pytest.mark.parametrize("backend", ["aot_eager", pytest.param("inductor", marks=pytest.mark.slow)])
 def test_compiled_encoder_and_calibrated_loss_step(backend: str) -> None:
     x = _batch(256, 6)

@@ -108,11 +108,12 @@ class NullStats:
         >>> stats.corr[0, 1].item(), stats.std.tolist()
         (0.5, [2.0, 1.0])
         """
-        corr = torch.eye(len(order), dtype=torch.float64)
+        corr = [[float(i == j) for j in range(len(order))] for i in range(len(order))]  # one tensor at the end
         for (p, q), value in covariances.items():
             if sd.get(p, 0.0) > 0 and sd.get(q, 0.0) > 0:
                 i, j = order.index(p), order.index(q)
-                corr[i, j] = corr[j, i] = max(-1.0, min(1.0, value * slope[p] * slope[q] / (sd[p] * sd[q])))
+                corr[i][j] = corr[j][i] = max(-1.0, min(1.0, float(value * slope[p] * slope[q] / (sd[p] * sd[q]))))
+        corr = torch.tensor(corr, dtype=torch.float64)
         return cls(mean=torch.tensor([float(mean.get(k, 0.0)) for k in order], dtype=torch.float64),
                    std=torch.tensor([float(sd.get(k, 0.0)) or 1.0 for k in order], dtype=torch.float64),
                    corr=corr, samples=0)
