@@ -137,7 +137,12 @@ def chordal_coefficients(d: int, max_level: int, c: float) -> tuple[float, ...]:
 def _chordal_log_coefficients(d: int, max_level: int, c: float) -> tuple[float, ...]:
     if not c > 0:
         raise ValueError(f"the chordal scale c must be positive, got {c!r}")
-    return _chordal_log_series(int(d), float(c), int(max_level) + 1)
+    length = int(max_level) + 1
+    # one vectorized evaluation serves every shorter request at (d, c): the terms are elementwise
+    return _chordal_log_series(int(d), float(c), max(_SHORTEST_SERIES, 1 << (length - 1).bit_length()))[:length]
+
+
+_SHORTEST_SERIES = 128  # computing 128 terms costs about what 3 do
 
 
 @functools.lru_cache(maxsize=512)
