@@ -70,8 +70,15 @@ def test_row_tiles_and_batched_blocks_match_brute_force(monkeypatch, n, block, b
 
 
 @pytest.mark.parametrize("weight,block", [(1.0, 29), (0.4, 29), (1.0, 10)])
-def test_whole_kernel_of_one_scale_matches_brute_force_and_gradcheck(weight, block):
-    # low = 0 with one scale takes the in-place e^{c(x-1)} route; low = 0 makes the brute force's k the whole kernel
+@pytest.mark.parametrize("kept", [True, False])
+def test_whole_kernel_of_one_scale_matches_brute_force_and_gradcheck(monkeypatch, weight, block, kept):
+    # low = 0 with one scale takes the in-place e^{c(x-1)} route, its backward from the kept forward
+    # tiles or recomputed; low = 0 makes the brute force's k the whole kernel
+    import latentshape.wristband.blocks as blocks
+
+    monkeypatch.setattr(blocks, "_KEEP_ELEMENTS", 1 << 30 if kept else 0)
+    if kept:  # several row tiles, each kept
+        monkeypatch.setattr(blocks, "_GROUP_ELEMENTS", 60)
     u, t = _points(2, 29, 5, seed=4)
     value = block_residual_energy(u, t, RADIAL, (8.0,), (weight,), block, low=(0.0, 0.0, 0.0))
     a = torch.tensor(RADIAL, dtype=torch.float64)

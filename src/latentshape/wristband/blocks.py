@@ -36,6 +36,9 @@ from .harmonics import mercer_coefficients
 __all__ = ["block_sizes", "low_degree_coefficients", "block_residual_energy", "allorder_energy"]
 
 _GROUP_ELEMENTS = 1 << 17  # pairs held at once: the pair matrices stay in cache
+# Up to this many evaluated pairs (4 MiB in float32) the whole kernel of one scale keeps its forward
+# tiles for the backward instead of recomputing their Gram products and exponentials.
+_KEEP_ELEMENTS = 1 << 20
 
 
 def block_sizes(n: int, block: int) -> list[int]:
@@ -178,15 +181,23 @@ class _BlockResidual(torch.autograd.Function):
         sizes = block_sizes(n, block)
         _, w, wa = _radial_features(t, radial)
         total = direction.new_zeros(batch, dtype=torch.float64)
-        for row, size, count, start, end in _tiles(sizes):
+        tiles = _tiles(sizes)
+        # the whole kernel of one scale: its slope is c times the kernel, so the kept tiles give both
+        keep = (len(scales) == 1 and not any(low) and any(ctx.needs_input_grad[:2])
+                and batch * sum(count * (end - start) * (size - start) for _, size, count, start, end in tiles) <= _KEEP_ELEMENTS)
+        kept = []
+        for row, size, count, start, end in tiles:
             u, w_block = _blocks(direction, row, size, count), _blocks(w, row, size, count)
             kernel, _ = _residual_and_slope(u[:, start:end] @ u[:, start:].transpose(-1, -2), d, scales, weights, low, slope=False)
             square = end - start
             kw = torch.baddbmm(kernel[..., :square] @ w_block[:, start:end], kernel[..., square:], w_block[:, end:], alpha=2.0)
             energy = kw.mul_(_blocks(wa, row, size, count)[:, start:end])
             total += energy.sum(dim=(-2, -1), dtype=torch.float64).view(batch, count).sum(-1)
+            if keep:
+                kept.append(kernel)
         ctx.save_for_backward(direction, t)
         ctx.config = (radial, scales, weights, block, low, sum(s * s for s in sizes))
+        ctx.kept = kept if keep else None
         return total / ctx.config[-1]
 
     @staticmethod
@@ -198,10 +209,16 @@ class _BlockResidual(torch.autograd.Function):
         angle, w, wa = _radial_features(t, radial)
         # row sums sum_j S_ij u_j and sum_j k_ij (a w_j), S_ij = k'_ij r_ij, gathered over the units
         pulled_u, pulled_w = torch.zeros_like(direction), torch.zeros_like(wa)
-        for row, size, count, start, end in _tiles(block_sizes(n, block)):
+        kept, ctx.kept = ctx.kept, None
+        for index, (row, size, count, start, end) in enumerate(_tiles(block_sizes(n, block))):
             u, w_block, wa_block = (_blocks(x, row, size, count) for x in (direction, w, wa))
-            kernel, slope = _residual_and_slope(u[:, start:end] @ u[:, start:].transpose(-1, -2), d, scales, weights, low)
-            slope.mul_(wa_block[:, start:end] @ w_block[:, start:].transpose(-1, -2))
+            radial_pairs = wa_block[:, start:end] @ w_block[:, start:].transpose(-1, -2)
+            if kept is not None:  # k' = c k: the factor c joins pulled_u at the end
+                kernel = kept[index]
+                slope = radial_pairs.mul_(kernel)
+            else:
+                kernel, slope = _residual_and_slope(u[:, start:end] @ u[:, start:].transpose(-1, -2), d, scales, weights, low)
+                slope.mul_(radial_pairs)
             rows = end - start  # also the width of the unit's square part
             into_u, into_w = _in_blocks(pulled_u, row, size, count), _in_blocks(pulled_w, row, size, count)
             into_u[:, :, start:end] += (slope @ u[:, start:]).view(batch, count, rows, d)
@@ -212,7 +229,8 @@ class _BlockResidual(torch.autograd.Function):
         scale = (2.0 * grad_energy / pairs).to(direction.dtype).view(batch, 1, 1)  # K symmetric: each pair twice
         # dr(t_i, t_j)/dt_i = sum_k a_k (-k pi sin(k pi t_i)) w_jk
         slope_t = torch.sin(angle).mul_(-math.pi * torch.arange(len(radial), dtype=t.dtype, device=t.device))
-        return pulled_u.mul_(scale), pulled_w.mul_(slope_t).sum(-1).mul_(scale.view(batch, 1)), None, None, None, None, None
+        pulled_u.mul_(scale * scales[0] if kept is not None else scale)
+        return pulled_u, pulled_w.mul_(slope_t).sum(-1).mul_(scale.view(batch, 1)), None, None, None, None, None
 
 
 def allorder_energy(
