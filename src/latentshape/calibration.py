@@ -34,6 +34,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .compiler_hints import run_eagerly
+
 __all__ = [
     "NullStats",
     "calibrated_total",
@@ -296,7 +298,7 @@ def _store(path: Path | None, stats: NullStats) -> None:
         pass  # the cache is an optimization; an unwritable directory must not break training
 
 
-@torch.compiler.disable  # plain Python lookups: run eagerly, never traced or guarded on
+@run_eagerly  # plain Python lookups: run eagerly, never traced or guarded on
 def cached_null_stats(key: Hashable, compute: Callable[[], NullStats]) -> NullStats:
     """Return the cached :class:`NullStats` for ``key``, computing it once with ``compute()``.
 

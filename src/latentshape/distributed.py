@@ -44,6 +44,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from .compiler_hints import run_eagerly
+
 from .validation import count_nonfinite_rows
 
 __all__ = [
@@ -87,7 +89,7 @@ class _AllReduceSum(torch.autograd.Function):
         return grad
 
 
-@torch.compiler.disable
+@run_eagerly
 def all_reduce_sum(tensor: Tensor) -> Tensor:
     r"""Sum of ``tensor`` over all ranks, differentiable.
 
@@ -122,7 +124,7 @@ class _AllGatherRows(torch.autograd.Function):
         return grad.narrow(0, ctx.start, ctx.length), None
 
 
-@torch.compiler.disable
+@run_eagerly
 def all_gather_rows(tensor: Tensor, dim: int = 0, sizes: Sequence[int] | None = None) -> Tensor:
     """Concatenate every rank's ``tensor`` along ``dim`` in rank order, differentiable.
 
@@ -140,7 +142,7 @@ def all_gather_rows(tensor: Tensor, dim: int = 0, sizes: Sequence[int] | None = 
     return _AllGatherRows.apply(moved, tuple(int(s) for s in sizes)).movedim(0, dim)
 
 
-@torch.compiler.disable
+@run_eagerly
 def gather_shapes(values: Sequence[int], device: torch.device | str = "cpu") -> list[tuple[int, ...]]:
     """Every rank's tuple of integers ``values`` (same length on all ranks), in rank order."""
     if not is_distributed():

@@ -26,21 +26,20 @@ import weakref
 import torch
 from torch import Tensor
 
+from .compiler_hints import constant_result
 from .validation import is_compiling
 
 __all__ = ["null_law_tensors", "module_token", "registered_module", "HAS_CUSTOM_OPS"]
 
 # torch.library.custom_op exists from torch 2.4; before it, compiled graphs break at these lookups instead.
 HAS_CUSTOM_OPS = hasattr(torch.library, "custom_op")
-_constant_result = getattr(torch.compiler, "assume_constant_result", lambda fn: fn)
-
 _OWNERS: "weakref.WeakValueDictionary[str, torch.nn.Module]" = weakref.WeakValueDictionary()
 _TOKENS: "weakref.WeakKeyDictionary[torch.nn.Module, str]" = weakref.WeakKeyDictionary()
 _COUNTER = itertools.count()
 _LOCK = threading.Lock()
 
 
-@_constant_result  # run once while tracing; the token is a constant of the graph
+@constant_result  # run once while tracing; the token is a constant of the graph
 def module_token(owner: torch.nn.Module) -> str:
     """A name for ``owner`` that an operator can resolve at run time (:func:`registered_module`; held weakly)."""
     with _LOCK:

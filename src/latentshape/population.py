@@ -45,6 +45,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from .compiler_hints import run_eagerly
 from .distributed import all_reduce_sum, global_batch, is_distributed
 from .gaussian.population_features import gaussian_feature_map
 from .statistic import BatchStatistic
@@ -148,7 +149,7 @@ class PopulationMode(nn.Module):
             sums = self.features.sums(x, extra)  # the per-point work: traced by torch.compile
         return self._population_value(sums, n, extra, x).to(torch.promote_types(x.dtype, torch.float32))
 
-    @torch.compiler.disable  # buffers, N_eff and the null lookup change every step: run eagerly, never guarded on
+    @run_eagerly  # buffers, N_eff and the null lookup change every step: run eagerly, never guarded on
     def _population_value(self, sums: Tensor, n: int, extra: Tensor | None, x: Tensor) -> Tensor:
         if self.loss.distributed and is_distributed():
             sums = all_reduce_sum(sums)
@@ -170,7 +171,7 @@ class PopulationMode(nn.Module):
                  else self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device))
         return stats.total(raw, weights)[0]
 
-    @torch.compiler.disable
+    @run_eagerly
     def _extra(self, x: Tensor) -> Tensor | None:
         """The feature map's fixed extra tensor (drawn at the first batch), or None."""
         if self.feature_extra.numel() == 0:

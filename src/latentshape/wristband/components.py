@@ -40,6 +40,8 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from ..compiler_hints import constant_result
+
 from ..validation import as_embeddings, autocast_disabled
 from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_batch, is_distributed
 from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
@@ -148,7 +150,7 @@ _COEFFICIENTS: dict[tuple[WristbandConfig, int], tuple[tuple[float, ...], ...]] 
 
 
 # Depends on (config, d) only: under torch.compile it runs once while tracing and its floats are constants.
-@torch.compiler.assume_constant_result
+@constant_result
 def kernel_coefficients(config: WristbandConfig, d: int) -> tuple[tuple[float, ...], ...]:
     """Radial (a_0..a_K) and angular (lambda_0..lambda_L) Mercer coefficients of ``config`` at width d, and
     lambda_0..lambda_2 of the sharp kernel (empty without the sharp term), cached."""
