@@ -31,7 +31,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-__all__ = ["add_device_option", "use_device", "device_header", "synchronize", "clock", "SUITE", "main"]
+__all__ = ["add_device_option", "use_device", "device_header", "synchronize", "clock", "warm_up", "SUITE", "main"]
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +66,15 @@ def device_header(device, threads: int | None = None) -> str:
                 f"CUDA {torch.version.cuda}; times read after torch.cuda.synchronize())")
     count = threads if threads is not None else torch.get_num_threads()
     return f"device: cpu ({count} thread{'s' if count != 1 else ''}, torch {torch.__version__})"
+
+
+def warm_up(device) -> None:
+    """On CUDA, one small matrix product: cuBLAS allocates its workspace then, before a peak is measured."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        ones = torch.ones(64, 64, device=device)
+        (ones @ ones).sum().item()
 
 
 def synchronize(device) -> None:

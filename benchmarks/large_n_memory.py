@@ -38,7 +38,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from device_suite import add_device_option, clock, device_header, use_device  # noqa: E402
+from device_suite import add_device_option, clock, device_header, use_device, warm_up  # noqa: E402
 from memory import make  # noqa: E402
 
 
@@ -83,6 +83,7 @@ def cuda_peak(name: str, n: int, d: int) -> tuple[int, int, float]:
     import torch
 
     x, module = _setup(name, n, d, "cuda")
+    warm_up(x.device)  # the cuBLAS workspace belongs to the baseline, not to the step
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()

@@ -25,7 +25,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _measure import fmt_bytes, fmt_seconds, measure  # noqa: E402
-from device_suite import add_device_option, device_header, use_device  # noqa: E402
+from device_suite import add_device_option, device_header, use_device, warm_up  # noqa: E402
 
 QUADRATIC = ("mmd", "wristband pairwise")
 REGULARIZERS = (
@@ -58,6 +58,7 @@ def build(name: str, n: int, d: int, device: str = "cpu"):
     module = make(name).to(device)
     if name.startswith("wristband") and module.calibrate:
         module.null_stats(n, d)  # the closed-form null: computed once per shape, not per step
+    warm_up(device)  # the CUDA workspace belongs to the baseline, not to the step
 
     def step():
         x.grad = None
@@ -85,7 +86,7 @@ def main() -> None:
     else:
         print(f"forward + backward, float32, 1 thread; peak = rise of peak RSS over x and the module (incl. x.grad "
               f"{fmt_bytes(4 * args.n * args.d)} at N = {args.n})\n")
-    print(f"| regularizer | N | d | peak memory | time | note |\n|---|---|---|---|---|---|")
+    print("| regularizer | N | d | peak memory | time | note |\n|---|---|---|---|---|---|")
     for name in names:
         sizes = [args.n]
         if name in QUADRATIC:
