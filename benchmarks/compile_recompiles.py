@@ -4,13 +4,16 @@ Prints the number of compiled graphs, of Dynamo frame compilations (with no grap
 recompilations; every break adds resume frames, each compiled per batch size), graph breaks,
 Dynamo warnings and the largest relative difference between the compiled and the eager value (the
 eager step re-draws the same random slices: the slice generator is rewound). Usage:
-``python benchmarks/compile_recompiles.py [--epochs 3] [--loss wristband|sigreg|...] [--backend inductor]``.
+``python benchmarks/compile_recompiles.py [--epochs 3] [--loss wristband|sigreg|...] [--backend inductor]
+[--device cpu|cuda]``. With ``--device cuda`` the data, encoder and loss live on the GPU and the first
+step's time is read after ``torch.cuda.synchronize()``; the CPU runs on one thread.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import os
+import sys
 import warnings
 
 import torch
@@ -18,6 +21,9 @@ import torch._dynamo
 from torch import nn
 
 import latentshape as ls
+
+sys.path.insert(0, os.path.dirname(__file__))
+from device_suite import add_device_option, clock, device_header, use_device  # noqa: E402
 
 LOSSES = {
     "wristband": lambda: ls.WristbandLoss(),
@@ -34,12 +40,14 @@ def main() -> None:
     parser.add_argument("--loss", choices=sorted(LOSSES), default="wristband")
     parser.add_argument("--rows", type=int, default=1000, help="dataset rows (1000 with batch 128: a last batch of 104)")
     parser.add_argument("--backend", default="inductor")
+    add_device_option(parser)
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    device = use_device(args.device)
+    print(device_header(device))
     torch.manual_seed(0)
-    data = torch.randn(args.rows, 16)
-    encoder = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 8))
-    loss_fn = LOSSES[args.loss]()
+    data = torch.randn(args.rows, 16).to(device)
+    encoder = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 8)).to(device)
+    loss_fn = LOSSES[args.loss]().to(device)
 
     def step(x: torch.Tensor) -> torch.Tensor:
         return loss_fn(encoder(x))
@@ -56,10 +64,10 @@ def main() -> None:
                 x = data[start:start + 128]
                 generator = getattr(loss_fn, "generator", None)
                 state = generator.get_state() if generator is not None else None
-                began = time.perf_counter()
+                began = clock(device)
                 value = compiled(x)
                 value.backward()
-                first = first if first is not None else time.perf_counter() - began
+                first = first if first is not None else clock(device) - began
                 if generator is not None:  # the eager step draws the same slices
                     generator.set_state(state)
                 eager = float(step(x))

@@ -1,6 +1,7 @@
 """Cost of the wristband loss as a ratio to a trivial per-point function, measured in one run.
 
     python benchmarks/cost_ratios.py [--repeats 30] [--rounds 5] [--only spectral|pairwise] [--baseline REV]
+                                     [--device cpu|cuda] [--quick]
 
 ``triv(x) = (x.square().sum(1).sqrt()[:, None] * x).sum()``: one norm per row and one pass over x,
 forward + backward. Every case is timed against it on the same x, float32, one thread, the
@@ -19,17 +20,28 @@ over rounds; the pairwise cases also print their ratio to the Gram + exp referen
 and interleaved in the same rounds: before/after in one run.
 
 Calibration is computed once per shape before timing (it is not part of a step).
+
+``--device cuda`` puts x and the modules on the GPU, reads the clock after ``torch.cuda.synchronize()``
+around each call and adds each case's median time (the CPU runs on one thread). ``--quick`` shrinks
+the shapes to (4096, 16), (256, 16) and (512, 32) for a smoke test.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
-import time
+import sys
 import types
 
 import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from device_suite import add_device_option, clock, device_header, use_device  # noqa: E402
+
+SPECTRAL_SHAPE, PAIRWISE_SHAPES = (65536, 16), ((1024, 32), (4096, 128))
+QUICK_SPECTRAL_SHAPE, QUICK_PAIRWISE_SHAPES = (4096, 16), ((256, 16), (512, 32))
 
 
 def triv(x: torch.Tensor) -> torch.Tensor:
@@ -43,16 +55,20 @@ def gram_exp(x: torch.Tensor) -> torch.Tensor:
 def _timer(function, x: torch.Tensor):
     def step() -> float:
         x.grad = None
-        start = time.perf_counter()
+        start = clock(x.device)
         function(x).backward()
-        return time.perf_counter() - start
+        return clock(x.device) - start
 
     return step
 
 
-def ratios(functions, n: int, d: int, repeats: int, rounds: int) -> list[list[float]]:
-    """Per round, the median time of each function over the median time of triv, all calls interleaved."""
-    x = torch.randn(n, d, generator=torch.Generator().manual_seed(0), requires_grad=True)
+def ratios(functions, n: int, d: int, repeats: int, rounds: int, device: str = "cpu",
+           base_medians: list[float] | None = None) -> list[list[float]]:
+    """Per round, the median time of each function over the median time of triv, all calls interleaved.
+
+    ``base_medians``, when given, receives triv's median seconds of each round.
+    """
+    x = torch.randn(n, d, generator=torch.Generator().manual_seed(0)).to(device).requires_grad_()
     base, cases = _timer(triv, x), [_timer(function, x) for function in functions]
     for _ in range(3):  # warm-up: allocator, calibration caches, lazy imports
         base(), [case() for case in cases]
@@ -64,22 +80,35 @@ def ratios(functions, n: int, d: int, repeats: int, rounds: int) -> list[list[fl
             for case, times in zip(cases, case_times):
                 times.append(case())
         per_round.append([statistics.median(times) / statistics.median(base_times) for times in case_times])
+        if base_medians is not None:
+            base_medians.append(statistics.median(base_times))
     return per_round
 
 
-def ratio(function, n: int, d: int, repeats: int, rounds: int) -> float:
-    return statistics.median(r[0] for r in ratios([function], n, d, repeats, rounds))
+def ratio(function, n: int, d: int, repeats: int, rounds: int, device: str = "cpu") -> float:
+    return statistics.median(r[0] for r in ratios([function], n, d, repeats, rounds, device))
+
+
+def _seconds(per_round: list[list[float]], index: int, base_medians: list[float]) -> str:
+    """`` | <median case time>`` on CUDA (each round's ratio times triv's median), else nothing."""
+    if not base_medians:
+        return ""
+    return f" | {1e3 * statistics.median(r[index] * b for r, b in zip(per_round, base_medians)):.3f} ms"
 
 
 def _spectral_cases(args) -> None:
     from latentshape import WristbandLoss
 
-    cases = [("default (all orders)", WristbandLoss(calibrate=True)),
-             ("degree 1 (seed configuration)", WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0, calibrate=True))]
-    per_round = ratios([case for _, case in cases], 65536, 16, max(5, args.repeats // 3), args.rounds)
+    cases = [("default (all orders)", WristbandLoss(calibrate=True).to(args.device)),
+             ("degree 1 (seed configuration)",
+              WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0, calibrate=True).to(args.device))]
+    n, d = QUICK_SPECTRAL_SHAPE if args.quick else SPECTRAL_SHAPE
+    base_medians = [] if args.device == "cuda" else None
+    per_round = ratios([case for _, case in cases], n, d, max(5, args.repeats // 3), args.rounds, args.device, base_medians)
     for index, (name, _) in enumerate(cases):
         values = [r[index] for r in per_round]
-        print(f"| {name} | 65536 | 16 | {statistics.median(values):.2f}x | {min(values):.2f}-{max(values):.2f}x |", flush=True)
+        print(f"| {name} | {n} | {d} | {statistics.median(values):.2f}x | {min(values):.2f}-{max(values):.2f}x"
+              f"{_seconds(per_round, index, base_medians)} |", flush=True)
 
 
 def _kernel_at(revision: str) -> types.ModuleType:
@@ -111,23 +140,24 @@ def _pairwise_cases(args) -> None:
     from latentshape import WristbandLoss
 
     # Monte-Carlo calibration of the default pairwise loss is a one-off per (N, d), not part of a step.
-    plain = WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0, calibrate=False)
+    plain = WristbandLoss(method="pairwise", lambda_sharp=0, lambda_coord=0, calibrate=False).to(args.device)
     cases = [("pairwise, no sharp/coord", plain),
-             ("pairwise default (sharp, coord)", WristbandLoss(method="pairwise", calibrate=False))]
+             ("pairwise default (sharp, coord)", WristbandLoss(method="pairwise", calibrate=False).to(args.device))]
     if args.baseline:
         cases.append((f"pairwise, no sharp/coord, kernel at {args.baseline}",
                       _with_rows(plain, _kernel_at(args.baseline).pairwise_row_sums)))
     cases.append(("Gram + exp reference", gram_exp))
-    for n, d in ((1024, 32), (4096, 128)):
+    for n, d in QUICK_PAIRWISE_SHAPES if args.quick else PAIRWISE_SHAPES:
         repeats = args.repeats if n * n <= 2**20 else max(5, args.repeats // 3)
-        per_round = ratios([case for _, case in cases], n, d, repeats, args.rounds)
+        base_medians = [] if args.device == "cuda" else None
+        per_round = ratios([case for _, case in cases], n, d, repeats, args.rounds, args.device, base_medians)
         for index, (name, _) in enumerate(cases):
             values = [r[index] for r in per_round]
             versus = [r[index] / r[-1] for r in per_round]
             extra = (f" ({statistics.median(versus):.2f}x Gram+exp, rounds {min(versus):.2f}-{max(versus):.2f})"
                      if index < len(cases) - 1 else "")
-            print(f"| {name} | {n} | {d} | {statistics.median(values):.1f}x{extra} | {min(values):.1f}-{max(values):.1f}x |",
-                  flush=True)
+            print(f"| {name} | {n} | {d} | {statistics.median(values):.1f}x{extra} | {min(values):.1f}-{max(values):.1f}x"
+                  f"{_seconds(per_round, index, base_medians)} |", flush=True)
 
 
 def main() -> None:
@@ -136,10 +166,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--only", choices=("spectral", "pairwise"), help="one group of cases")
     parser.add_argument("--baseline", metavar="REV", help="also time the pairwise kernel as it is at this git revision")
+    add_device_option(parser)
+    parser.add_argument("--quick", action="store_true", help="small shapes (a smoke test)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    print("| case | N | d | time / triv: median of rounds (fwd+bwd, float32, 1 thread, interleaved) | range over rounds |\n"
-          "|---|---|---|---|---|")
+    device = use_device(args.device)
+    print(device_header(device) + "\n")
+    if device.type == "cuda":
+        print("| case | N | d | time / triv: median of rounds (fwd+bwd, float32, cuda, interleaved) | range over rounds "
+              "| median time |\n|---|---|---|---|---|---|")
+    else:
+        print("| case | N | d | time / triv: median of rounds (fwd+bwd, float32, 1 thread, interleaved) | range over rounds |\n"
+              "|---|---|---|---|---|")
     if args.only != "pairwise":
         _spectral_cases(args)
     if args.only != "spectral":

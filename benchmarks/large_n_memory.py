@@ -1,6 +1,7 @@
 """Memory kept by one forward + backward of a regularizer at large N, in copies of x beyond its gradient.
 
     python benchmarks/large_n_memory.py [--n 1000000] [--d 128] [--name wristband] [--saved] [--live] [--mmap-threshold BYTES]
+                                        [--device cpu|cuda]
 
 Two fresh spawned processes, one thread each. The baseline builds everything the case builds (x
 float32 with requires_grad, the module, its closed-form null) and allocates x.grad; the case runs
@@ -19,6 +20,12 @@ up to 32 MiB) mmap threshold from a heap it rarely returns, so block-wise tempor
 vectors can leave freed, fragmented heap resident at the peak. ``--mmap-threshold 65536`` sets
 ``MALLOC_MMAP_THRESHOLD_`` for both processes, so that every allocation above 64 KiB is returned
 when freed: the peak is then that of the live tensors.
+
+``--device cuda`` measures in this process instead: x and the module on the GPU, the peak stats of
+the CUDA allocator reset once they exist, then one forward + backward; what it keeps is the rise of
+``torch.cuda.max_memory_allocated()`` over the bytes allocated before it, less x.grad (live tensors:
+the caching allocator's free blocks are not counted, so ``--live`` and ``--mmap-threshold`` are for
+the CPU). The time is that of a second, synchronized call.
 """
 
 from __future__ import annotations
@@ -31,16 +38,18 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
+from device_suite import add_device_option, clock, device_header, use_device, warm_up  # noqa: E402
 from memory import make  # noqa: E402
 
 
-def _setup(name: str, n: int, d: int):
+def _setup(name: str, n: int, d: int, device: str = "cpu"):
     import torch
 
-    torch.set_num_threads(1)
+    if device == "cpu":
+        torch.set_num_threads(1)
     torch.manual_seed(0)
-    x = torch.randn(n, d, requires_grad=True)
-    module = make(name)
+    x = torch.randn(n, d, device=device, requires_grad=True)
+    module = make(name).to(device)
     if getattr(module, "calibrate", False) and hasattr(module, "null_stats") and name.startswith("wristband"):
         module.null_stats(n, d)
     return x, module
@@ -69,11 +78,29 @@ def peak_rss(name: str, n: int, d: int, run: bool) -> tuple[int, float]:
     return result
 
 
-def saved_tensors(name: str, n: int, d: int) -> list[str]:
+def cuda_peak(name: str, n: int, d: int) -> tuple[int, int, float]:
+    """(bytes allocated before the step, peak allocated bytes during one forward + backward, seconds of a second call)."""
+    import torch
+
+    x, module = _setup(name, n, d, "cuda")
+    warm_up(x.device)  # the cuBLAS workspace belongs to the baseline, not to the step
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    module(x).backward()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    x.grad = None
+    start = clock(x.device)
+    module(x).backward()
+    return base, peak, clock(x.device) - start
+
+
+def saved_tensors(name: str, n: int, d: int, device: str = "cpu") -> list[str]:
     """The tensors of >= N elements saved for backward by one forward pass, largest first."""
     import torch
 
-    x, module = _setup(name, n, d)
+    x, module = _setup(name, n, d, device)
     seen: dict[int, tuple] = {}
 
     def pack(tensor):
@@ -162,7 +189,15 @@ def main() -> None:
     parser.add_argument("--saved", action="store_true")
     parser.add_argument("--live", action="store_true", help="live tensor bytes from the profiler's allocation events")
     parser.add_argument("--mmap-threshold", type=int, help="MALLOC_MMAP_THRESHOLD_ for the measured processes")
+    add_device_option(parser)
     args = parser.parse_args()
+    if args.device == "cuda" and (args.live or args.mmap_threshold is not None):
+        parser.error("--live and --mmap-threshold measure the CPU allocator: use them with --device cpu")
+    device = use_device(args.device, threads=None)  # the measured processes set their own threads
+    print(device_header(device, threads=1 if device.type == "cpu" else None))
+    if device.type == "cuda":
+        _report_cuda(args)
+        return
     if args.mmap_threshold is not None:
         os.environ["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)  # read by glibc at the children's start
     nbytes = 4 * args.n * args.d
@@ -177,6 +212,20 @@ def main() -> None:
     if args.saved:
         print("saved for backward (>= N elements):")
         for row in saved_tensors(args.name, args.n, args.d):
+            print("  " + row)
+
+
+def _report_cuda(args) -> None:
+    nbytes = 4 * args.n * args.d
+    base, peak, seconds = cuda_peak(args.name, args.n, args.d)
+    kept = peak - base - nbytes  # x.grad is allocated during the step
+    print(f"{args.name} at ({args.n}, {args.d}) float32, forward + backward, cuda allocator (allocated bytes): "
+          f"{seconds:.3f} s (second call)")
+    print(f"peak allocated {peak / 2**20:.0f} MiB vs before the step (x, module) {base / 2**20:.0f} MiB + x.grad "
+          f"{nbytes / 2**20:.0f} MiB: {kept / 2**20:.0f} MiB kept beyond x and its gradient = {kept / nbytes:.2f} x.nbytes")
+    if args.saved:
+        print("saved for backward (>= N elements):")
+        for row in saved_tensors(args.name, args.n, args.d, "cuda"):
             print("  " + row)
 
 
