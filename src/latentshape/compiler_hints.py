@@ -15,16 +15,13 @@ same behaviour under ``torch.compile`` and import Dynamo only once a decorated f
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Any, Callable
 
 import torch
 
 __all__ = ["run_eagerly", "constant_result"]
 
-F = TypeVar("F", bound=Callable)
-
-
-def run_eagerly(fn: F) -> F:
+def run_eagerly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compiler.disable(fn)``, applied at the first call: Dynamo never traces ``fn`` (a call
     from compiled code is a graph break that runs it in Python), and importing it is deferred.
 
@@ -35,7 +32,7 @@ def run_eagerly(fn: F) -> F:
     return lazy(fn) if lazy is not None else torch.compiler.disable(fn)
 
 
-def constant_result(fn: F) -> F:
+def constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compiler.assume_constant_result(fn)`` without importing Dynamo: under ``torch.compile``
     ``fn`` runs once while tracing and its result is a constant of the graph. Only for functions whose
     result depends on hashable configuration alone.
