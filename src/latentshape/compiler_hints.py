@@ -1,10 +1,11 @@
 """Hints to ``torch.compile`` that do not import Dynamo when the library is imported.
 
 ``torch.compiler.disable`` and ``torch.compiler.assume_constant_result`` import ``torch._dynamo``
-when they decorate, which takes ~2 s, more than the rest of ``import latentshape`` besides torch
-itself; every command-line call and worker process would pay it. The two decorators here give the
-same behaviour under ``torch.compile`` and import Dynamo only once a decorated function runs
-(:func:`run_eagerly`) or never (:func:`constant_result`).
+when they decorate, which takes ~2 s, about as long as importing torch itself. The two decorators
+here give the same behaviour under ``torch.compile`` without that import at ``import latentshape``:
+:func:`constant_result` never imports Dynamo, :func:`run_eagerly` imports it the first time a
+decorated function runs (in practice the first calibrated call, which looks up a null law), so an
+import, ``--help``, a user's mistake on the command line or an uncalibrated loss never pays it.
 
 >>> @constant_result
 ... def table(d: int) -> tuple[float, ...]:
@@ -20,6 +21,7 @@ from typing import Any, Callable
 import torch
 
 __all__ = ["run_eagerly", "constant_result"]
+
 
 def run_eagerly(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compiler.disable(fn)``, applied at the first call: Dynamo never traces ``fn`` (a call

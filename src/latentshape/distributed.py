@@ -45,7 +45,6 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .compiler_hints import run_eagerly
-
 from .validation import count_nonfinite_rows
 
 __all__ = [

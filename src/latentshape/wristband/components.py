@@ -41,7 +41,6 @@ import torch
 from torch import Tensor
 
 from ..compiler_hints import constant_result
-
 from ..validation import as_embeddings, autocast_disabled
 from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_batch, is_distributed
 from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty

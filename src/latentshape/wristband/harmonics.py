@@ -142,7 +142,7 @@ def _chordal_log_coefficients(d: int, max_level: int, c: float) -> tuple[float, 
     return _chordal_log_series(int(d), float(c), max(_SHORTEST_SERIES, 1 << (length - 1).bit_length()))[:length]
 
 
-_SHORTEST_SERIES = 128  # computing 128 terms costs about what 3 do
+_SHORTEST_SERIES = 128  # one 128-term evaluation (~0.1 ms) serves the many short requests of a new d
 
 
 @functools.lru_cache(maxsize=512)

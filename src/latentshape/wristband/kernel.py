@@ -43,7 +43,8 @@ __all__ = ["AngularKernel", "default_alpha", "angular_kernel", "radial_kernel", 
 AngularKernel = Literal["chordal", "geodesic"]
 _CHUNK_ELEMENTS = 1 << 20  # rows-per-block * N; a few such blocks live at once
 # Below this many kernel entries (B * N^2) the chordal forward keeps its pair matrices for the backward
-# (at most 12 MiB in float32) instead of recomputing their Gram products and exponentials.
+# (K, S, E and, with the sharp term, P: ~10 MiB in float32 at N = 1024) instead of recomputing their
+# Gram products and exponentials.
 _KEEP_IMAGES_ELEMENTS = 1 << 20
 # Strips of the shared-image path (each pair once): with k strips (k + 1) / 2k of the pairs are
 # evaluated; more strips, more calls. At N = 1024, 4 and 8 were within noise of each other

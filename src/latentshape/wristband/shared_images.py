@@ -134,7 +134,7 @@ class SharedImageRowSums(torch.autograd.Function):
         totals = [torch.zeros_like(column) for column in columns]  # sum_j X_ij column_j, X = K, S (, E)
         for index, (start, stop) in enumerate(strips):
             strip = kept[index] if kept is not None else \
-                _kernel_strip(direction, *factors, c, start, stop, angular=h is not None or sharp is not None, sharp=sharp)
+                _kernel_strip(direction, *factors, c, start, stop, angular=h is not None, sharp=sharp)
             if h is not None:
                 strip[2].diagonal(dim1=-2, dim2=-1).zero_()
             pieces = list(zip(strip[:2] + (strip[2:3] if h is not None else []), columns, totals))
@@ -175,14 +175,14 @@ def _factors(direction: Tensor, t: Tensor, beta: float, c: float) -> tuple[Tenso
 
 def _kernel_strip(direction: Tensor, scaled: Tensor, left: Tensor, right: Tensor, radial: Tensor, c: float,
                   start: int, stop: int, angular: bool, sharp: tuple | None = None) -> list[Tensor]:
-    """K, S (E if ``angular`` or ``sharp``, then P if ``sharp``) of rows start:stop against columns start:N,
-    each (B, rows, N - start)."""
+    """K, S (and E if ``angular``; with ``sharp``, always a third entry, E or None, then P) of rows
+    start:stop against columns start:N, each (B, rows, N - start)."""
     gram = torch.bmm(scaled[:, start:stop], direction[:, start:].transpose(-1, -2))  # c u_i . u_j
     pairs = [torch.baddbmm(gram, left[:, k, start:stop], right[..., start:]).exp_() for k in range(2)]
     pairs[0].addcmul_(pairs[1], radial[:, start:stop] @ radial[:, start:].transpose(-1, -2))  # a_i a_j + b_i b_j
     if sharp is not None:  # P = e^{c_s (u.u' - 1)} from the same Gram: (c u.u') c_s / c - c_s
         sharp_pairs = torch.mul(gram, sharp[0] / c).sub_(sharp[0]).exp_()
-        return pairs + [gram.sub_(c).exp_(), sharp_pairs]
+        return pairs + [gram.sub_(c).exp_() if angular else None, sharp_pairs]
     return pairs + [gram.sub_(c).exp_()] if angular else pairs
 
 
