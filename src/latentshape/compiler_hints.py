@@ -2,10 +2,8 @@
 
 ``torch.compiler.disable`` and ``torch.compiler.assume_constant_result`` import ``torch._dynamo``
 when they decorate, which takes ~2 s, about as long as importing torch itself. The two decorators
-here give the same behaviour under ``torch.compile`` without that import at ``import latentshape``:
-:func:`constant_result` never imports Dynamo, :func:`run_eagerly` imports it the first time a
-decorated function runs (in practice the first calibrated call, which looks up a null law), so an
-import, ``--help``, a user's mistake on the command line or an uncalibrated loss never pays it.
+here give the same behaviour under ``torch.compile`` and never import Dynamo themselves: a process
+that does not compile (a command-line call, a worker, an eager training loop) never loads it.
 
 >>> @constant_result
 ... def table(d: int) -> tuple[float, ...]:
@@ -16,6 +14,8 @@ import, ``--help``, a user's mistake on the command line or an uncalibrated loss
 
 from __future__ import annotations
 
+import functools
+import sys
 from typing import Any, Callable
 
 import torch
@@ -24,14 +24,24 @@ __all__ = ["run_eagerly", "constant_result"]
 
 
 def run_eagerly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compiler.disable(fn)``, applied at the first call: Dynamo never traces ``fn`` (a call
-    from compiled code is a graph break that runs it in Python), and importing it is deferred.
+    """``torch.compiler.disable(fn)`` without importing Dynamo: Dynamo never traces ``fn`` (a call from
+    compiled code is a graph break that runs it in Python).
 
-    ``torch._disable_dynamo`` is torch's own lazy form of the same decorator (its wrapper lives in a
-    module Dynamo always skips); where a torch build lacks it, the eager decorator is used.
+    Before Dynamo is loaded nothing can be compiling, so ``fn`` is called directly. Otherwise the call
+    goes through ``torch._disable_dynamo``, torch's own lazy form of the decorator (its wrapper lives
+    in a module Dynamo always skips; where a torch build lacks it, ``torch.compiler.disable``). While
+    Dynamo traces, ``torch.compiler.is_compiling()`` is True and the module check is never reached.
     """
     lazy = getattr(torch, "_disable_dynamo", None)
-    return lazy(fn) if lazy is not None else torch.compiler.disable(fn)
+    disabled = lazy(fn) if lazy is not None else None
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not torch.compiler.is_compiling() and "torch._dynamo" not in sys.modules:
+            return fn(*args, **kwargs)
+        return (disabled or torch.compiler.disable(fn))(*args, **kwargs)
+
+    return call
 
 
 def constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
