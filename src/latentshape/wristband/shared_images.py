@@ -105,6 +105,7 @@ class SharedImageRowSums(torch.autograd.Function):
             if keep:
                 kept.append(strip)
         ctx.save_for_backward(direction, t)
+        ctx.set_materialize_grads(False)  # an unused output's gradient arrives as None: no zero tensor to test
         ctx.config = (beta, c, strips, factors, sharp)
         ctx.kept = kept if keep else None
         return sums[..., 0] / n, sums[..., 1] / (n - 1), sharp_total / (n * n)
@@ -126,7 +127,7 @@ class SharedImageRowSums(torch.autograd.Function):
                    torch.stack([a * t, a * g * t, b * t, b * g * t, b, b * g], dim=-1)]
         if h is not None:
             columns.append(torch.cat([direction, direction * h.unsqueeze(-1)], dim=-1))
-        if sharp is not None and grad_sharp is not None and bool(grad_sharp.any()):
+        if sharp is not None and grad_sharp is not None:
             angle, w, wa = _radial_features(t, sharp[1])
             sharp_totals = [torch.zeros_like(direction), torch.zeros_like(wa)]  # sum_j (P o R)_ij u_j, sum_j P_ij a w_j
         else:
