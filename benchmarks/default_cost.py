@@ -118,9 +118,13 @@ def main() -> None:
                 b, h = statistics.median(times["base"]), statistics.median(times["head"])
                 print(f"| {n} | {d} | {1e3 * b:.1f} | {1e3 * h:.1f} | {h / b:.2f} |", flush=True)
         finally:
-            for worker in (base, head):
-                worker.stdin.close()
-                worker.wait()
+            stop_workers(base, head)
+
+
+def stop_workers(*workers) -> None:
+    for worker in workers:
+        worker.stdin.close()
+        worker.wait()
 
 
 def _where(device: str) -> str:
@@ -140,8 +144,7 @@ def time_working_tree(args, shapes: list[tuple[int, ...]]) -> None:
             print(f"| {n} | {d} | {1e3 * statistics.median(times):.2f} | {1e3 * min(times):.2f}-{1e3 * max(times):.2f} |",
                   flush=True)
     finally:
-        worker.stdin.close()
-        worker.wait()
+        stop_workers(worker)
 
 
 if __name__ == "__main__":

@@ -160,6 +160,12 @@ def _radial_features(t: Tensor, radial: tuple[float, ...]) -> tuple[Tensor, Tens
     return angle, w, w * a
 
 
+def _radial_slopes(angle: Tensor) -> Tensor:
+    """d cos(k pi t) / dt = -k pi sin(k pi t), from the angles k pi t of :func:`_radial_features`."""
+    k = torch.arange(angle.shape[-1], dtype=angle.dtype, device=angle.device)
+    return torch.sin(angle).mul_(-math.pi * k)
+
+
 def _blocks(x: Tensor, row: int, size: int, count: int) -> Tensor:
     """Rows row .. row + size * count of ``(B, N, m)`` as ``(B * count, size, m)``."""
     return x[:, row : row + size * count].reshape(x.shape[0] * count, size, x.shape[-1])
@@ -228,7 +234,7 @@ class _BlockResidual(torch.autograd.Function):
                 into_w[:, :, end:] += (kernel[..., rows:].transpose(-1, -2) @ wa_block[:, start:end]).view(batch, count, size - end, -1)
         scale = (2.0 * grad_energy / pairs).to(direction.dtype).view(batch, 1, 1)  # K symmetric: each pair twice
         # dr(t_i, t_j)/dt_i = sum_k a_k (-k pi sin(k pi t_i)) w_jk
-        slope_t = torch.sin(angle).mul_(-math.pi * torch.arange(len(radial), dtype=t.dtype, device=t.device))
+        slope_t = _radial_slopes(angle)
         pulled_u.mul_(scale * scales[0] if kept is not None else scale)
         return pulled_u, pulled_w.mul_(slope_t).sum(-1).mul_(scale.view(batch, 1)), None, None, None, None, None
 

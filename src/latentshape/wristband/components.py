@@ -194,12 +194,12 @@ def _kernel_sums(
         # shared by rep (spectral) and sharp's degrees <= 2; the residual's gradient comes back through them
         sums, sharp_direction = shared_spectral_sums(direction, t, len(radial), 2)
     whole = None
-    if config.method == "pairwise" and sharp and block >= n_total:  # one Gram product for both kernels
-        kernel_rows, angular_rows, whole = pairwise_row_sums_and_sharp(
-            direction, t, config.beta, config.alpha_value, config.angular, float(config.sharp_scale), radial)
-        energy, angular_mean = (kernel_rows if per_point else kernel_rows.mean(dim=-1)), angular_rows.mean(dim=-1)
-    elif config.method == "pairwise":
-        kernel_rows, angular_rows = pairwise_row_sums(direction, t, config.beta, config.alpha_value, config.angular)
+    if config.method == "pairwise":
+        if sharp and block >= n_total:  # one Gram product for both kernels
+            kernel_rows, angular_rows, whole = pairwise_row_sums_and_sharp(
+                direction, t, config.beta, config.alpha_value, config.angular, float(config.sharp_scale), radial)
+        else:
+            kernel_rows, angular_rows = pairwise_row_sums(direction, t, config.beta, config.alpha_value, config.angular)
         energy, angular_mean = (kernel_rows if per_point else kernel_rows.mean(dim=-1)), angular_rows.mean(dim=-1)
     elif sums is not None and not per_point:
         energy, angular_mean = energy_from_sums(sums, n_total, d, radial, angular + (0.0,) * (2 - config.degree))

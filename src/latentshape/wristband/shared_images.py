@@ -50,7 +50,7 @@ import math
 import torch
 from torch import Tensor
 
-from .blocks import _radial_features
+from .blocks import _radial_features, _radial_slopes
 
 __all__ = ["shared_images_fit", "SharedImageRowSums"]
 
@@ -153,7 +153,7 @@ class SharedImageRowSums(torch.autograd.Function):
         grad_u, grad_t = (c / n) * grad_u, grad_t / n
         if sharp is not None:  # dE_s/du_i = 2 c_s / N^2 sum_j P_ij R_ij u_j; dR_ij/dt_i = sum_k -k pi sin(k pi t_i) a_k w_jk
             scale = (2.0 * grad_sharp / (n * n)).to(t.dtype)
-            slope_t = torch.sin(angle).mul_(-math.pi * torch.arange(len(sharp[1]), dtype=t.dtype, device=t.device))
+            slope_t = _radial_slopes(angle)
             grad_u += (scale * sharp[0]).view(-1, 1, 1) * sharp_totals[0]
             grad_t += scale.view(-1, 1) * (sharp_totals[1] * slope_t).sum(dim=-1)
         return grad_u, grad_t, None, None, None, None, None
