@@ -1,4 +1,4 @@
-"""Moment matching: the seed's formula against a float64 loop, shared penalties, targets, calibration."""
+"""Moment matching: the textbook formula against a float64 loop, shared penalties, targets, calibration."""
 
 from __future__ import annotations
 

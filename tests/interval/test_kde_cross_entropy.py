@@ -35,7 +35,7 @@ def test_zero_one_kernel_reduces_to_softmax_cross_entropy():
     (grad,) = torch.autograd.grad(loss, logits)
     (reference_grad,) = torch.autograd.grad(F.cross_entropy(logits, labels), logits)
     assert torch.allclose(grad, reference_grad, atol=1e-12)
-    # The seed's reading of the gradient: S_i - 1 at the label, S_i elsewhere (per row).
+    # The closed-form gradient: S_i - 1 at the label, S_i elsewhere (per row).
     softmax = torch.softmax(logits.detach(), dim=1)
     expected = (softmax - F.one_hot(labels, 5)) / 6
     assert torch.allclose(grad, expected, atol=1e-12)

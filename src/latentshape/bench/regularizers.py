@@ -92,7 +92,7 @@ def build_wristband(d: int, calibrate: bool | None) -> nn.Module:
 
 
 def build_wristband_degree1(d: int, calibrate: bool | None) -> nn.Module:
-    """The seed's configuration ``WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0)``: the mean direction
+    """The original loss's configuration ``WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0)``: the mean direction
     and the radial law only (not opposite lobes)."""
     return WristbandLoss(degree=1, lambda_sharp=0.0, lambda_coord=0.0, **_kwargs(calibrate))
 
@@ -126,7 +126,7 @@ def build_adversarial(d: int, calibrate: bool | None) -> nn.Module:
 REGULARIZERS: dict[str, Regularizer] = {
     "wristband": Regularizer("wristband", build_wristband, "WristbandLoss(): every angular degree + coordinates"),
     "wristband_deg1": Regularizer("wristband_deg1", build_wristband_degree1,
-                                  "WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0): the seed's configuration",
+                                  "WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0): the original loss",
                                   gaussianizes=False),
     "moment_matching": Regularizer("moment_matching", build_moment_matching, "MomentMatchingLoss(): mean and covariance"),
     "sigreg": Regularizer("sigreg", build_sigreg, "SIGReg(): Epps-Pulley on 256 random slices"),

@@ -43,7 +43,7 @@ class WristbandLoss(BatchStatistic):
     lobes, angular structure of any order) and a per-coordinate smooth test (``coord``: one
     non-Gaussian coordinate); docs/theory.md derives each.
 
-    The seed's configuration (degree-1 spectral path of the broad kernel, no sharp or coordinate
+    The original loss's configuration (degree-1 spectral path of the broad kernel, no sharp or coordinate
     term) is one line: ``WristbandLoss(degree=1, lambda_sharp=0, lambda_coord=0)``; the
     degree-2-only loss of earlier releases is ``WristbandLoss(lambda_sharp=0, lambda_coord=0)``.
 
