@@ -71,8 +71,9 @@ class WristbandLoss(BatchStatistic):
         moment: moment penalty kind (``w2``, ``kl_diag``, ``kl_full``, ``jeff_diag``, ``jeff_full``,
             ``mu_only``).
         calibrate: return z-scores against the null at the batch's (N, d) (default), else raw values.
-            The global spectral path calibrates in closed form, every term included (milliseconds,
-            any N and d); the others by Monte-Carlo at the first batch of each new (N, d).
+            The global spectral and the chordal pairwise paths calibrate in closed form, every term
+            included (milliseconds, any N and d); the others by Monte-Carlo at the first batch of
+            each new (N, d).
         null_samples: Monte-Carlo null batches per new (N, d) where Monte-Carlo is used; default 512
             (spectral ``per_point``), 128 (pairwise).
         null_seed: seed of those draws.
