@@ -222,3 +222,24 @@ def test_finite_values_and_gradients(name: str, case: str) -> None:
     value.backward()
     assert torch.isfinite(value) and bool(torch.isfinite(x.grad).all()), f"{name}, {case}"
     assert x.grad.dtype == x.dtype
+
+
+# -- autocast: the shapers compute in float32 inside a bfloat16 region ----------------------------
+
+AUTOCAST = {
+    "prototypes": GRID["prototypes"],
+    "snn-euclidean": GRID["snn-euclidean"],
+    "snn-cosine": (lambda d: SoftNearestNeighborLoss(), lambda m, x: m(x, torch.arange(x.shape[0]) % 2)),
+}
+
+
+@pytest.mark.parametrize("name", list(AUTOCAST))
+def test_shapers_under_bfloat16_autocast_give_the_eager_float32_value(name: str) -> None:
+    make, call = AUTOCAST[name]
+    x = _gaussian(64, 8, dtype=torch.float32)
+    loss_fn = make(8)
+    eager = call(loss_fn, x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = call(loss_fn, x)
+    assert value.dtype == torch.float32
+    assert float(value) == pytest.approx(float(eager), rel=1e-6)

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings, is_compiling
+from ..validation import as_embeddings, autocast_disabled, is_compiling
 from ..geometry import normalize_rows, pairwise_squared_distances
 from ._checks import _check_distance, _check_positive, _temperature_tensor
 
@@ -41,10 +41,11 @@ def pairwise_distances(features: Tensor, distance: Distance = "cosine") -> Tenso
     """
     _check_distance(distance)
     values = as_embeddings(features, "features")
-    if distance == "cosine":
-        units = normalize_rows(values)
-        return 1.0 - units @ units.transpose(-1, -2)
-    return pairwise_squared_distances(values)
+    with autocast_disabled(values.device):  # bfloat16 Gram matrices would swamp near distances
+        if distance == "cosine":
+            units = normalize_rows(values)
+            return 1.0 - units @ units.transpose(-1, -2)
+        return pairwise_squared_distances(values)
 
 
 def _log_neighbor_probabilities(distances: Tensor, temperature: Tensor, eps: float) -> Tensor:
