@@ -230,6 +230,9 @@ AUTOCAST = {
     "prototypes": GRID["prototypes"],
     "snn-euclidean": GRID["snn-euclidean"],
     "snn-cosine": (lambda d: SoftNearestNeighborLoss(), lambda m, x: m(x, torch.arange(x.shape[0]) % 2)),
+    "adversarial": GRID["adversarial"],
+    "adversarial-critic": (lambda d: AdversarialPrior(d, hidden=32, seed=0),
+                           lambda m, x: m.critic_loss(x.flip(0), x)),
 }
 
 

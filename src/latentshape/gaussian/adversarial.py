@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..validation import as_embeddings, is_compiling
+from ..validation import as_embeddings, autocast_disabled, is_compiling
 
 __all__ = ["ADVERSARIAL_KINDS", "default_critic", "AdversarialPrior"]
 
@@ -147,11 +147,12 @@ class AdversarialPrior(nn.Module):
         return codes
 
     def _scores(self, codes: Tensor, detach_critic: bool) -> Tensor:
-        if detach_critic:
-            frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
-            scores = functional_call(self.critic, frozen, (codes,))
-        else:
-            scores = self.critic(codes)
+        with autocast_disabled(codes.device):  # as every loss: the critic's dtype, not autocast's
+            if detach_critic:
+                frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+                scores = functional_call(self.critic, frozen, (codes,))
+            else:
+                scores = self.critic(codes)
         return scores.reshape(codes.shape[0])
 
     def _draw(self, shape: torch.Size, like: Tensor, uniform: bool = False) -> Tensor:
