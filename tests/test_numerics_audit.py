@@ -20,6 +20,7 @@ import torch
 from latentshape import (
     AdversarialPrior,
     GaussianKL,
+    KDECrossEntropy,
     MomentMatchingLoss,
     PopulationMode,
     PrototypeClassificationLoss,
@@ -169,6 +170,15 @@ def test_adversarial_prior_refuses_a_float64_batch_its_float32_critic_cannot_hol
         AdversarialPrior(4, hidden=32, seed=0)(_gaussian(16, 4) * 1e200)
 
 
+@pytest.mark.parametrize("scale, dtype", [(1e20, torch.float32), (1e200, torch.float64)])
+def test_gaussian_kde_cross_entropy_beyond_the_dtype_range_is_a_one_line_error(scale: float, dtype: torch.dtype) -> None:
+    # log K(x - x_j) = -(x - x_j)^2 / 2: past float32 at |x_j| ~ 2.6e19 (the laplace kernel's -|x - x_j| stays finite)
+    logits = _gaussian(16, 5, dtype=dtype)
+    with pytest.raises(ValueError, match="KDE cross-entropy .*rescale") as error:
+        KDECrossEntropy()(logits, _gaussian(16, 5, seed=1, dtype=dtype) * scale, -1.0, 1.0)
+    assert "\n" not in str(error.value)
+
+
 # -- check ---------------------------------------------------------------------------------------
 
 
@@ -245,4 +255,4 @@ def test_shapers_under_bfloat16_autocast_give_the_eager_float32_value(name: str)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         value = call(loss_fn, x)
     assert value.dtype == torch.float32
-    assert float(value) == pytest.approx(float(eager), rel=1e-6)
+    assert float(value.detach()) == pytest.approx(float(eager.detach()), rel=1e-6)
