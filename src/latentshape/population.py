@@ -49,7 +49,7 @@ from .compiler_hints import run_eagerly
 from .distributed import all_reduce_sum, global_batch, is_distributed
 from .gaussian.population_features import gaussian_feature_map
 from .statistic import BatchStatistic
-from .validation import as_embeddings, autocast_disabled
+from .validation import as_embeddings, autocast_disabled, representable
 
 __all__ = ["PopulationMode", "feature_map"]
 
@@ -162,14 +162,18 @@ class PopulationMode(nn.Module):
         if scales is not None:
             factor = scales(n, n_eff).to(raw.device, raw.dtype)
             raw = raw.detach() + factor * (raw - raw.detach())
-        self._update(sums.detach(), n)
         weights = torch.tensor(self.loss.weights, dtype=raw.dtype, device=raw.device)
         if not self.loss.calibrate:
-            return (raw * weights).sum()
-        mixed = getattr(self.features, "null_stats", None)
-        stats = (mixed(n_eff, n, x.shape[-1], device=x.device) if mixed is not None
-                 else self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device))
-        return stats.total(raw, weights)[0]
+            value = (raw * weights).sum()
+        else:
+            mixed = getattr(self.features, "null_stats", None)
+            stats = (mixed(n_eff, n, x.shape[-1], device=x.device) if mixed is not None
+                     else self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device))
+            value = stats.total(raw, weights)[0]
+        # Checked before the buffers take this batch: an overflowing batch must not poison the estimate.
+        value = representable(value, x.dtype, f"the population-mode {type(self.loss).__name__}")
+        self._update(sums.detach(), n)
+        return value
 
     @run_eagerly
     def _extra(self, x: Tensor) -> Tensor | None:

@@ -95,7 +95,8 @@ def representable(value: Tensor, dtype: torch.dtype, what: str) -> Tensor:
         return out
     largest = float(value.detach().abs().nan_to_num(nan=math.inf, posinf=math.inf).max())
     size = f"is {largest:.3g}, beyond the range of {dtype}" if math.isfinite(largest) else "overflows even float64"
-    raise ValueError(f"{what} {size}: the embeddings' scale is too large; rescale them (or use float64)")
+    wider = " (or use float64)" if dtype != torch.float64 and math.isfinite(largest) else ""
+    raise ValueError(f"{what} {size}: the embeddings' scale is too large; rescale them{wider}")
 
 
 def count_nonfinite_rows(x: Tensor) -> int:

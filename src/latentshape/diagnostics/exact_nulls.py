@@ -80,7 +80,10 @@ def henze_zirkler_null_moments(n: int, d: int, beta: float) -> NullMoments:
     single = [(-2 * c / n, np.array([[radial]])), (2 * c * mean_b / n, np.zeros((1, 1)))]
     second = _central_moment(2, pair, single, n, d)
     third = _central_moment(3, pair, single, n, d)
-    return NullMoments(1.0 - e, math.sqrt(second), third / second**1.5)
+    if not second > 0:  # d in the thousands: every term underflows, T = 1 - e to float64 precision
+        return NullMoments(1.0 - e, 0.0, 0.0)
+    cubed_std = second**1.5
+    return NullMoments(1.0 - e, math.sqrt(second), third / cubed_std if cubed_std > 0 else 0.0)
 
 
 def _central_moment(order: int, pair, single, n: int, d: int) -> float:

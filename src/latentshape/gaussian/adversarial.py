@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..validation import as_embeddings
+from ..validation import as_embeddings, autocast_disabled, is_compiling
 
 __all__ = ["ADVERSARIAL_KINDS", "default_critic", "AdversarialPrior"]
 
@@ -139,14 +139,20 @@ class AdversarialPrior(nn.Module):
         if z.shape[-1] != self.dim:
             raise ValueError(f"the prior was built for dim = {self.dim} but z has d = {z.shape[-1]}")
         dtype = next(self.critic.parameters()).dtype
-        return z.reshape(-1, self.dim).to(dtype)
+        codes = z.reshape(-1, self.dim).to(dtype)
+        if not is_compiling() and dtype != z.dtype and not bool(torch.isfinite(codes).all()):
+            largest = float(z.detach().abs().max())
+            raise ValueError(f"z has entries up to {largest:.3g}, beyond the range of the critic's {dtype}: "
+                             "the embeddings' scale is too large; rescale them")
+        return codes
 
     def _scores(self, codes: Tensor, detach_critic: bool) -> Tensor:
-        if detach_critic:
-            frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
-            scores = functional_call(self.critic, frozen, (codes,))
-        else:
-            scores = self.critic(codes)
+        with autocast_disabled(codes.device):  # as every loss: the critic's dtype, not autocast's
+            if detach_critic:
+                frozen = {name: p.detach() for name, p in self.critic.named_parameters()}
+                scores = functional_call(self.critic, frozen, (codes,))
+            else:
+                scores = self.critic(codes)
         return scores.reshape(codes.shape[0])
 
     def _draw(self, shape: torch.Size, like: Tensor, uniform: bool = False) -> Tensor:

@@ -20,14 +20,17 @@ Reference: Kingma & Welling (2014), "Auto-encoding variational Bayes", ICLR.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings
+from ..validation import as_embeddings, is_compiling, representable
 
 __all__ = ["gaussian_kl_diag", "gaussian_kl_full", "reparameterize", "reparameterize_full", "GaussianKL"]
+
+_SERIES_RADIUS = 0.1  # |logvar| below which e^v - 1 - v is summed as its Taylor series
 
 
 def gaussian_kl_diag(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -39,7 +42,30 @@ def gaussian_kl_diag(mu: Tensor, logvar: Tensor) -> Tensor:
     0.5
     """
     mu, logvar = _checked_posterior(mu, logvar, "diagonal")
-    return 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=-1)
+    return _representable_kl(_kl_diag, mu, logvar)
+
+
+def _kl_diag(mu: Tensor, logvar: Tensor) -> Tensor:
+    return 0.5 * (_exp_excess(logvar) + mu * mu).sum(dim=-1)
+
+
+def _exp_excess(v: Tensor) -> Tensor:
+    """:math:`e^v - 1 - v` without cancellation: its Taylor series for :math:`|v| < 0.1`
+    (e^v - 1 - v in float32 loses every digit there; the series' remainder is below 1e-17)."""
+    small = v.clamp(-_SERIES_RADIUS, _SERIES_RADIUS)  # clamped, so the unused branch has no inf gradient
+    series = torch.zeros_like(small)
+    for k in range(10, 1, -1):  # Horner: v^2 (1/2! + v (1/3! + ... + v / 10!))
+        series = (series + 1.0 / math.factorial(k)) * (small if k > 2 else small * small)
+    return torch.where(v.abs() < _SERIES_RADIUS, series, torch.expm1(v) - v)
+
+
+def _representable_kl(kl, mu: Tensor, spread: Tensor) -> Tensor:
+    value = kl(mu, spread)
+    if is_compiling() or bool(torch.isfinite(value).all()):
+        return value
+    # exp(logvar), mu^2 or ||L||^2 overflowed: recompute in float64, raise if it does not fit.
+    wide = value if mu.dtype == torch.float64 else kl(mu.to(torch.float64), spread.to(torch.float64))
+    return representable(wide, mu.dtype, "the Gaussian KL divergence")
 
 
 def gaussian_kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
@@ -54,6 +80,12 @@ def gaussian_kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
     0.806...
     """
     mu, scale_tril = _checked_posterior(mu, scale_tril, "full")
+    if not is_compiling() and bool((scale_tril.diagonal(dim1=-2, dim2=-1) == 0).any()):
+        raise ValueError("scale_tril has a zero on its diagonal: that posterior is singular and its KL is infinite")
+    return _representable_kl(_kl_full, mu, scale_tril)
+
+
+def _kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
     n = mu.shape[-1]
     lower = torch.tril(scale_tril)
     log_det = 2.0 * torch.log(lower.diagonal(dim1=-2, dim2=-1).abs()).sum(dim=-1)
@@ -143,7 +175,9 @@ class GaussianKL(nn.Module):
     def forward(self, mu: Tensor, spread: Tensor) -> Tensor:
         """Reduced KL, a 0-d tensor."""
         values = self.per_sample(mu, spread)
-        return values.mean() if self.reduction == "mean" else values.sum()
+        wide = values.to(torch.float64)  # a float32 sum of near-max per-sample values would overflow
+        reduced = wide.mean() if self.reduction == "mean" else wide.sum()
+        return representable(reduced, values.dtype, "the Gaussian KL divergence")
 
     def extra_repr(self) -> str:
         return f"covariance={self.covariance!r}, reduction={self.reduction!r}"

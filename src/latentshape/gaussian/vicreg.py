@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings
+from ..validation import as_embeddings, is_compiling, representable
 
 __all__ = ["vicreg_variance_covariance", "VICRegLoss"]
 
@@ -51,18 +51,34 @@ def vicreg_variance_covariance(
     >>> round(float(vicreg_variance_covariance(x, variance_weight=1.0)), 4)
     0.2958
     """
+    value = _variance_covariance(x, variance_weight, covariance_weight, target_std, eps)
+    if is_compiling() or bool(torch.isfinite(value).all()):
+        return value
+    # A product of the centred rows overflowed (the covariance term grows like scale^4): recompute
+    # in float64 and raise if the result does not fit x's dtype.
+    wide = value if x.dtype == torch.float64 else _variance_covariance(
+        x.to(torch.float64), variance_weight, covariance_weight, target_std, eps)
+    return representable(wide, x.dtype, "the VICReg loss")
+
+
+def _variance_covariance(x: Tensor, variance_weight: float, covariance_weight: float, target_std: float,
+                         eps: float) -> Tensor:
     n, d = x.shape[-2], x.shape[-1]
     centered = x - x.mean(dim=-2, keepdim=True)
     variances = centered.square().sum(dim=-2) / (n - 1)
     variance_term = torch.relu(target_std - torch.sqrt(variances + eps)).mean(dim=-1)
     if d > n:
-        gram = centered @ centered.transpose(-1, -2) / (n - 1)
-        frobenius = gram.square().sum(dim=(-2, -1))
+        # ||G||_F^2 - sum_j C_jj^2 cancels when some variance dominates: accumulate it in float64.
+        wide = centered.to(torch.float64)
+        gram = wide @ wide.transpose(-1, -2) / (n - 1)
+        wide_variances = wide.square().sum(dim=-2) / (n - 1)
+        off_diagonal = (gram.square().sum(dim=(-2, -1)) - wide_variances.square().sum(dim=-1)).to(x.dtype)
     else:
         cov = centered.transpose(-1, -2) @ centered / (n - 1)
-        frobenius = cov.square().sum(dim=(-2, -1))
-    covariance_term = (frobenius - variances.square().sum(dim=-1)) / d
-    return variance_weight * variance_term + covariance_weight * covariance_term
+        # The diagonal is removed before squaring: ||C||_F^2 - sum_j C_jj^2 would cancel.
+        diagonal = torch.eye(d, dtype=torch.bool, device=x.device)
+        off_diagonal = cov.masked_fill(diagonal, 0.0).square().sum(dim=(-2, -1))
+    return variance_weight * variance_term + covariance_weight * off_diagonal / d
 
 
 class VICRegLoss(nn.Module):

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings
+from ..validation import as_embeddings, autocast_disabled, is_compiling
 from ..geometry import normalize_rows, pairwise_squared_distances
 from ._checks import _check_distance, _check_positive, _temperature_tensor
 
@@ -41,10 +41,11 @@ def pairwise_distances(features: Tensor, distance: Distance = "cosine") -> Tenso
     """
     _check_distance(distance)
     values = as_embeddings(features, "features")
-    if distance == "cosine":
-        units = normalize_rows(values)
-        return 1.0 - units @ units.transpose(-1, -2)
-    return pairwise_squared_distances(values)
+    with autocast_disabled(values.device):  # bfloat16 Gram matrices would swamp near distances
+        if distance == "cosine":
+            units = normalize_rows(values)
+            return 1.0 - units @ units.transpose(-1, -2)
+        return pairwise_squared_distances(values)
 
 
 def _log_neighbor_probabilities(distances: Tensor, temperature: Tensor, eps: float) -> Tensor:
@@ -123,6 +124,9 @@ def soft_nearest_neighbor_loss(
     _check_distance(distance)
     eps = _check_positive(eps, "eps")
     distances = pairwise_distances(features, distance)
+    out_dtype = distances.dtype
+    if distance == "euclidean" and not is_compiling() and not bool(torch.isfinite(distances).all()):
+        distances = _wide_squared_distances(features)
     if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.is_complex():
         raise TypeError("labels must be an integer or bool tensor of shape (..., N)")
     if labels.shape != distances.shape[:-1]:
@@ -133,7 +137,17 @@ def soft_nearest_neighbor_loss(
     masked = log_probabilities.masked_fill(~same_class, -math.inf)
     eps_column = masked.new_full((*masked.shape[:-1], 1), math.log(eps))
     log_same_class_mass = torch.logsumexp(torch.cat([masked, eps_column], dim=-1), dim=-1)
-    return -log_same_class_mass.mean()
+    return -log_same_class_mass.mean().to(out_dtype)
+
+
+def _wide_squared_distances(features: Tensor) -> Tensor:
+    """Squared distances in float64, for rows whose float32 squares overflowed; the loss itself is
+    bounded (between 0 and -log eps), so only a scale beyond float64's is an error."""
+    distances = pairwise_squared_distances(as_embeddings(features, "features").to(torch.float64))
+    if not bool(torch.isfinite(distances).all()):
+        raise ValueError("the squared distances between the features overflow float64: the features' scale "
+                         "is too large; rescale them (or use distance='cosine')")
+    return distances
 
 
 def annealed_temperature(epoch: int, initial: float = 1.0, rate: float = 0.55) -> float:

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..validation import is_compiling, as_embeddings
+from ..validation import autocast_disabled, is_compiling, as_embeddings
 from ..geometry import normalize_rows
 from .prototype_fitting import fit_prototypes, prototype_separation  # re-exported: public names of this module too
 
@@ -82,7 +82,8 @@ class PrototypeClassificationLoss(nn.Module):
         """Cosine of every feature row with every prototype: ``(..., N, d) -> (..., N, C)``."""
         values = _features(features, self.prototypes.shape[1])
         dtype = torch.promote_types(values.dtype, self.prototypes.dtype)
-        return normalize_rows(values.to(dtype)) @ self.prototypes.to(dtype).T
+        with autocast_disabled(values.device):  # a bfloat16 matmul would round the cosines to 2^-8
+            return normalize_rows(values.to(dtype)) @ self.prototypes.to(dtype).T
 
     def forward(self, features: Tensor, labels: Tensor) -> Tensor:
         cosines = self.cosine_similarities(features)
@@ -172,7 +173,8 @@ class PrototypeRegressionLoss(nn.Module):
         """``cos(f(x), p_up)`` for every row: ``(..., N, d) -> (..., N)``."""
         values = _features(features, self.upper_prototype.shape[0])
         dtype = torch.promote_types(values.dtype, self.upper_prototype.dtype)
-        return normalize_rows(values.to(dtype)) @ self.upper_prototype.to(dtype)
+        with autocast_disabled(values.device):
+            return normalize_rows(values.to(dtype)) @ self.upper_prototype.to(dtype)
 
     def target_cosine(self, targets: Tensor) -> Tensor:
         """Map regression targets to cosines: ``r -> 2 (r - r_min) / (r_max - r_min) - 1``."""

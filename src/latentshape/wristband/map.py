@@ -111,7 +111,7 @@ def _rescaled_rows(x: Tensor) -> RowScale:
     if largest * largest > torch.finfo(x.dtype).max * _RANGE_MARGIN:
         raise ValueError(
             f"a row of x has norm {largest:.3g}: the wristband loss grows like N ||x||^2 and would overflow "
-            f"{x.dtype}; rescale the embeddings (or use float64)"
+            f"{x.dtype}; rescale the embeddings" + (" (or use float64)" if x.dtype != torch.float64 else "")
         )
     positive = scaled_norm > 0
     inverse = torch.where(positive, 1.0 / torch.where(positive, scaled_norm, torch.ones_like(scaled_norm)), 0.0)
