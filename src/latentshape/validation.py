@@ -139,6 +139,8 @@ def as_directions(directions: Tensor, x: Tensor) -> Tensor:
     if directions.dim() < 2 or directions.shape[-2] != x.shape[-1]:
         raise ValueError(f"directions must have shape (..., d, M) with d = {x.shape[-1]} (the embeddings' width), "
                          f"got {tuple(directions.shape)}")
+    if directions.shape[-1] < 1:
+        raise ValueError(f"directions must hold at least one slice (M >= 1 columns), got shape {tuple(directions.shape)}")
     if not is_compiling() and not bool(torch.isfinite(directions).all()):
         raise ValueError("directions hold NaN or Inf")
     return directions.to(x.dtype)

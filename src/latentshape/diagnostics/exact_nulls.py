@@ -80,6 +80,8 @@ def henze_zirkler_null_moments(n: int, d: int, beta: float) -> NullMoments:
     single = [(-2 * c / n, np.array([[radial]])), (2 * c * mean_b / n, np.zeros((1, 1)))]
     second = _central_moment(2, pair, single, n, d)
     third = _central_moment(3, pair, single, n, d)
+    if not second > 0:  # large beta^2 d: the variance underflows float64, the null is a point mass
+        return NullMoments(1.0 - e, 0.0, 0.0)
     return NullMoments(1.0 - e, math.sqrt(second), third / second**1.5)
 
 

@@ -25,7 +25,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings
+from ..validation import as_embeddings, is_compiling, representable
 
 __all__ = ["gaussian_kl_diag", "gaussian_kl_full", "reparameterize", "reparameterize_full", "GaussianKL"]
 
@@ -39,7 +39,10 @@ def gaussian_kl_diag(mu: Tensor, logvar: Tensor) -> Tensor:
     0.5
     """
     mu, logvar = _checked_posterior(mu, logvar, "diagonal")
-    return 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=-1)
+    value = 0.5 * (torch.exp(logvar) + mu * mu - 1.0 - logvar).sum(dim=-1)
+    if is_compiling() or bool(torch.isfinite(value).all()):
+        return value
+    return _representable_kl(value, gaussian_kl_diag, mu, logvar)
 
 
 def gaussian_kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
@@ -56,9 +59,21 @@ def gaussian_kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
     mu, scale_tril = _checked_posterior(mu, scale_tril, "full")
     n = mu.shape[-1]
     lower = torch.tril(scale_tril)
+    if not is_compiling() and not bool((lower.diagonal(dim1=-2, dim2=-1) != 0).all()):
+        raise ValueError("scale_tril has a zero on its diagonal: the covariance L L^T is singular and its KL "
+                         "to N(0, I) is infinite; keep the diagonal away from 0 (e.g. softplus + eps)")
     log_det = 2.0 * torch.log(lower.diagonal(dim1=-2, dim2=-1).abs()).sum(dim=-1)
     trace = (lower * lower).sum(dim=(-2, -1))
-    return 0.5 * (-log_det - n + trace + (mu * mu).sum(dim=-1))
+    value = 0.5 * (-log_det - n + trace + (mu * mu).sum(dim=-1))
+    if is_compiling() or bool(torch.isfinite(value).all()):
+        return value
+    return _representable_kl(value, gaussian_kl_full, mu, scale_tril)
+
+
+def _representable_kl(value: Tensor, kl, mu: Tensor, spread: Tensor) -> Tensor:
+    """A KL that overflowed ``value``'s dtype, recomputed in float64; a ValueError if it does not fit."""
+    wide = value if value.dtype == torch.float64 else kl(mu.double(), spread.double())
+    return representable(wide, value.dtype, "the KL divergence")
 
 
 def _checked_posterior(mu: Tensor, spread: Tensor, covariance: str) -> tuple[Tensor, Tensor]:
@@ -69,6 +84,12 @@ def _checked_posterior(mu: Tensor, spread: Tensor, covariance: str) -> tuple[Ten
         got = tuple(spread.shape) if isinstance(spread, Tensor) else type(spread).__name__
         raise ValueError(f"{name} must have shape {tuple(expected)} for mu of shape {tuple(mu.shape)}, got {got}")
     return mu, as_embeddings(spread, name=name, min_points=1).to(mu.dtype)
+
+
+def _check_floating(value: Tensor, name: str) -> None:
+    if not isinstance(value, Tensor) or not torch.is_floating_point(value):
+        raise TypeError(f"{name} must be a floating tensor, got {type(value).__name__}"
+                        + (f" of dtype {value.dtype}" if isinstance(value, Tensor) else ""))
 
 
 def _standard_normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
@@ -87,6 +108,8 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     >>> [round(v, 1) for v in z.std(dim=0).tolist()]
     [2.0, 0.5]
     """
+    _check_floating(mu, "mu")
+    _check_floating(logvar, "logvar")
     if mu.shape != logvar.shape:
         raise ValueError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
     return mu + torch.exp(0.5 * logvar) * _standard_normal(mu, generator)
@@ -101,7 +124,9 @@ def reparameterize_full(mu: Tensor, scale_tril: Tensor, generator: torch.Generat
     tensor([[1., 1.],
             [1., 2.]])
     """
-    if scale_tril.shape != mu.shape + mu.shape[-1:]:
+    _check_floating(mu, "mu")
+    _check_floating(scale_tril, "scale_tril")
+    if mu.dim() < 1 or scale_tril.shape != mu.shape + mu.shape[-1:]:
         raise ValueError(f"scale_tril must have shape {tuple(mu.shape + mu.shape[-1:])}, got {tuple(scale_tril.shape)}")
     noise = _standard_normal(mu, generator)
     return mu + (torch.tril(scale_tril) @ noise.unsqueeze(-1)).squeeze(-1)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings
+from ..validation import as_embeddings, is_compiling, representable
 
 __all__ = ["vicreg_variance_covariance", "VICRegLoss"]
 
@@ -51,6 +51,8 @@ def vicreg_variance_covariance(
     >>> round(float(vicreg_variance_covariance(x, variance_weight=1.0)), 4)
     0.2958
     """
+    _check_weights(variance_weight, covariance_weight, target_std, eps)
+    x = as_embeddings(x)
     n, d = x.shape[-2], x.shape[-1]
     centered = x - x.mean(dim=-2, keepdim=True)
     variances = centered.square().sum(dim=-2) / (n - 1)
@@ -62,7 +64,23 @@ def vicreg_variance_covariance(
         cov = centered.transpose(-1, -2) @ centered / (n - 1)
         frobenius = cov.square().sum(dim=(-2, -1))
     covariance_term = (frobenius - variances.square().sum(dim=-1)) / d
-    return variance_weight * variance_term + covariance_weight * covariance_term
+    value = variance_weight * variance_term + covariance_weight * covariance_term
+    if is_compiling() or bool(torch.isfinite(value).all()):
+        return value
+    # The covariance term grows like scale^4 and overflows float32 first: recompute wider.
+    wide = value if x.dtype == torch.float64 else vicreg_variance_covariance(
+        x.to(torch.float64), variance_weight=variance_weight, covariance_weight=covariance_weight,
+        target_std=target_std, eps=eps)
+    return representable(wide, x.dtype, "the VICReg loss")
+
+
+def _check_weights(variance_weight: float, covariance_weight: float, target_std: float, eps: float) -> None:
+    for name, value, low_ok in (("variance_weight", variance_weight, True), ("covariance_weight", covariance_weight, True),
+                                ("target_std", target_std, False), ("eps", eps, False)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        if not (value < float("inf") and (value >= 0 if low_ok else value > 0)):
+            raise ValueError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r}")
 
 
 class VICRegLoss(nn.Module):
@@ -101,11 +119,7 @@ class VICRegLoss(nn.Module):
         eps: float = 1e-4,
     ) -> None:
         super().__init__()
-        for name, value, low_ok in (("variance_weight", variance_weight, True), ("covariance_weight", covariance_weight, True),
-                                    ("target_std", target_std, False), ("eps", eps, False)):
-            value = float(value)
-            if not (value < float("inf") and (value >= 0 if low_ok else value > 0)):
-                raise ValueError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r}")
+        _check_weights(variance_weight, covariance_weight, target_std, eps)
         self.variance_weight = float(variance_weight)
         self.covariance_weight = float(covariance_weight)
         self.target_std = float(target_std)
@@ -113,7 +127,6 @@ class VICRegLoss(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The regularizer of ``x`` ``(..., N, d)``, N >= 2: shape ``x.shape[:-2]`` (0-d for one batch)."""
-        x = as_embeddings(x)
         return vicreg_variance_covariance(x, variance_weight=self.variance_weight, covariance_weight=self.covariance_weight,
                                           target_std=self.target_std, eps=self.eps)
 
