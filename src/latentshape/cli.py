@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -77,8 +78,8 @@ def _load_pt(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
         raise UserError(f"--key {key!r} given, but {path} holds a single tensor, not a dict")
     if not isinstance(content, torch.Tensor):
         raise UserError(f"{path} holds a {type(content).__name__}; expected a tensor or a dict of tensors")
-    if content.is_complex():
-        raise UserError(f"{path} holds complex values; expected real numbers")
+    if content.is_complex() or content.dtype == torch.bool:
+        raise UserError(f"{path} holds {str(content.dtype).removeprefix('torch.')} values; expected real numbers")
     return content.detach().to(torch.float64 if content.dtype == torch.float64 else torch.float32).numpy(), []
 
 
@@ -96,7 +97,9 @@ def _load_csv(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
     except ValueError:
         header = 1  # a first row that is not all numbers is a header
     try:
-        array = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():  # a header without rows: the row count below says so in one line
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data", category=UserWarning)
+            array = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
     except Exception as error:
         raise UserError(f"cannot read {path} as .csv of numbers: {_first_line(error)}") from None
     return array, (["skipped a header row"] if header else [])
@@ -162,6 +165,8 @@ def _check_options(args: argparse.Namespace) -> dict[str, object]:
         raise UserError(f"--max-pairwise must be >= 8, got {args.max_pairwise}")
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha must be in (0, 1), got {args.alpha}")
+    if not -(2**63) <= args.seed < 2**63 - 1:
+        raise UserError(f"--seed must be in [-2**63, 2**63 - 1), got {args.seed}")
     return {"null_samples": args.null_samples, "seed": args.seed, "max_pairwise": args.max_pairwise, "alpha": args.alpha}
 
 

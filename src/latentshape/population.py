@@ -49,7 +49,7 @@ from .compiler_hints import run_eagerly
 from .distributed import all_reduce_sum, global_batch, is_distributed
 from .gaussian.population_features import gaussian_feature_map
 from .statistic import BatchStatistic
-from .validation import as_embeddings, autocast_disabled
+from .validation import as_embeddings, autocast_disabled, representable
 
 __all__ = ["PopulationMode", "feature_map"]
 
@@ -153,6 +153,9 @@ class PopulationMode(nn.Module):
     def _population_value(self, sums: Tensor, n: int, extra: Tensor | None, x: Tensor) -> Tensor:
         if self.loss.distributed and is_distributed():
             sums = all_reduce_sum(sums)
+        if not bool(torch.isfinite(sums).all()):  # eager here: an overflow never enters the estimate
+            raise ValueError(f"this batch's population features overflow {sums.dtype}: the embeddings' scale is too "
+                             "large; rescale them (or use float64); the population estimate is left unchanged")
         means, n_eff = self._pooled(sums, n)
         raw = self.features.raw(means, n_eff, extra)
         with_batch = getattr(self.features, "with_batch", None)  # components that stay per batch (wristband's rad)
@@ -162,14 +165,18 @@ class PopulationMode(nn.Module):
         if scales is not None:
             factor = scales(n, n_eff).to(raw.device, raw.dtype)
             raw = raw.detach() + factor * (raw - raw.detach())
-        self._update(sums.detach(), n)
         weights = torch.tensor(self.loss.weights, dtype=raw.dtype, device=raw.device)
         if not self.loss.calibrate:
-            return (raw * weights).sum()
-        mixed = getattr(self.features, "null_stats", None)
-        stats = (mixed(n_eff, n, x.shape[-1], device=x.device) if mixed is not None
-                 else self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device))
-        return stats.total(raw, weights)[0]
+            value = (raw * weights).sum()
+        else:
+            mixed = getattr(self.features, "null_stats", None)
+            stats = (mixed(n_eff, n, x.shape[-1], device=x.device) if mixed is not None
+                     else self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device))
+            value = stats.total(raw, weights)[0]
+        # Checked before the update: a batch whose loss overflows never enters the estimate.
+        value = representable(value, torch.promote_types(x.dtype, torch.float32), "the population loss")
+        self._update(sums.detach(), n)
+        return value
 
     @run_eagerly
     def _extra(self, x: Tensor) -> Tensor | None:
