@@ -80,9 +80,11 @@ def henze_zirkler_null_moments(n: int, d: int, beta: float) -> NullMoments:
     single = [(-2 * c / n, np.array([[radial]])), (2 * c * mean_b / n, np.zeros((1, 1)))]
     second = _central_moment(2, pair, single, n, d)
     third = _central_moment(3, pair, single, n, d)
-    if not second > 0:  # large beta^2 d: the variance underflows float64, the null is a point mass
+    std = math.sqrt(max(second, 0.0))
+    skewness = third / std / std / std if std > 0 else math.inf
+    if not math.isfinite(skewness):  # large beta^2 d: the moments underflow float64; no tail fit, a point mass
         return NullMoments(1.0 - e, 0.0, 0.0)
-    return NullMoments(1.0 - e, math.sqrt(second), third / second**1.5)
+    return NullMoments(1.0 - e, std, skewness)
 
 
 def _central_moment(order: int, pair, single, n: int, d: int) -> float:
