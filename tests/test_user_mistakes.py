@@ -199,3 +199,45 @@ def test_an_overflowing_batch_is_refused_and_never_enters_the_population(loss, h
         population(_x(32, 4) * 1e30)
     assert int(population.steps) == 1
     torch.testing.assert_close(population(second), reference(second))
+
+
+class _FullDisk:
+    def write(self, text: str) -> int:
+        raise OSError(28, "No space left on device")
+
+    def flush(self) -> None:  # nothing buffered: a full disk fails on the first write
+        pass
+
+
+def test_a_report_that_cannot_be_written_to_stdout_is_one_line(files, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdout", _FullDisk())
+    assert main(["check", str(files["x"]), "--json", "--null-samples", "20"]) == 2
+    _one_line_error(capsys, "cannot write the report to standard output", "No space left on device")
+
+
+# -- the autoencoder's training loop ---------------------------------------------------------------
+def _autoencoder():
+    pytest.importorskip("zuko")
+    return latentshape.GaussianAutoencoder(6, 2, hidden=8, flow_transforms=1, flow_hidden=(8,))
+
+
+_PIXELS = torch.rand(16, 6, generator=torch.Generator().manual_seed(0))
+TRAINING_ERRORS = [
+    ("batch_size 0", {"batch_size": 0}, ValueError, "batch_size must be an integer >= 2"),
+    ("batch_size 1", {"batch_size": 1}, ValueError, "batch_size must be an integer >= 2"),
+    ("learning_rate 0", {"learning_rate": 0.0}, ValueError, "learning_rate must be a finite number > 0"),
+    ("gaussian_weight < 0", {"gaussian_weight": -1.0}, ValueError, "gaussian_weight must be a finite number >= 0"),
+    ("latent_noise < 0", {"latent_noise": -0.1}, ValueError, "latent_noise must be a finite number >= 0"),
+    ("regularizer", {"regularizer": 3}, TypeError, "regularizer must be a callable"),
+    ("bce outside [0, 1]", {"data": _PIXELS * 10 - 5}, ValueError, r"needs data in \[0, 1\]"),
+    ("NaN data", {"data": torch.full((16, 6), math.nan)}, ValueError, "data holds NaN or Inf"),
+    ("numpy data", {"data": _PIXELS.numpy()}, TypeError, "data must be a floating tensor"),
+    ("not an autoencoder", {"model": torch.nn.Linear(6, 2)}, TypeError, "model must be a GaussianAutoencoder"),
+]
+
+
+@pytest.mark.parametrize("options, error, message", [c[1:] for c in TRAINING_ERRORS], ids=[c[0] for c in TRAINING_ERRORS])
+def test_training_mistakes_are_named_before_any_step(options, error, message) -> None:
+    arguments = {"model": _autoencoder(), "data": _PIXELS, "epochs": 1, "batch_size": 8, "progress": False, **options}
+    with pytest.raises(error, match=message):
+        latentshape.train_autoencoder(**arguments)

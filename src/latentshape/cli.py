@@ -7,6 +7,7 @@ exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -203,9 +204,9 @@ def _run_check(args: argparse.Namespace) -> int:
         reports[name] = report
     if args.json:
         payload = {name: r.to_dict() for name, r in reports.items()} if args.example else next(iter(reports.values())).to_dict()
-        print(json.dumps(payload, indent=2, allow_nan=False))
+        _emit(json.dumps(payload, indent=2, allow_nan=False))
     else:
-        print("\n\n".join(str(report) for report in reports.values()))
+        _emit("\n\n".join(str(report) for report in reports.values()))
     if args.plot is not None:
         outputs = [Path(args.plot)] if len(reports) == 1 else [
             Path(args.plot).with_name(f"{Path(args.plot).stem}_{index}{Path(args.plot).suffix or '.png'}")
@@ -220,6 +221,15 @@ def _run_check(args: argparse.Namespace) -> int:
                 raise UserError(f"cannot write {output}: {_first_line(error)}") from None
             print(f"wrote {written}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _emit(text: str) -> None:
+    """Print the report; a standard output that cannot take it (a full disk, a closed pipe) is one line."""
+    try:
+        print(text, flush=True)
+    except OSError as error:
+        sys.stdout = open(os.devnull, "w")  # nothing more goes to the broken stream, not even at exit
+        raise UserError(f"cannot write the report to standard output: {error.strerror or error}") from None
 
 
 def _add_check(subparsers: argparse._SubParsersAction) -> None:
