@@ -76,6 +76,30 @@ def test_henze_zirkler_null_at_huge_d_is_finite(n: int, d: int) -> None:
     assert small.std > 0.01 and math.isfinite(small.skewness)
 
 
+def test_demo_refuses_a_seed_torch_cannot_take(tmp_path, capsys, monkeypatch) -> None:
+    from latentshape import demo
+
+    monkeypatch.setattr(demo, "run_demo", lambda **kwargs: pytest.fail("the demo ran with a bad seed"))
+    assert main(["demo", "--epochs", "0", "--seed", str(10**20), "--out", str(tmp_path)]) == 2
+    _one_line_error(capsys, "latentshape demo: error:", "--seed must be an integer")
+
+
+def test_bench_runs_a_name_given_twice_once(tmp_path, capsys, monkeypatch) -> None:
+    from latentshape.bench import protocols
+
+    seen = {}
+
+    def detection(**settings):
+        seen.update(settings)
+        raise ValueError("stopped after the settings")
+
+    monkeypatch.setattr(protocols, "detection", detection)
+    assert main(["bench", "detection", "--tiny", "--out", str(tmp_path), "--regularizers", "mmd", "wristband", "mmd",
+                 "--distributions", "x", "x"]) == 2
+    capsys.readouterr()
+    assert seen["regularizers"] == ["mmd", "wristband"] and seen["distributions"] == ["x"]
+
+
 # -- check() ---------------------------------------------------------------------------------------
 CHECK_ERRORS = [
     ({"neighbors": 2.5}, TypeError, "neighbors must be an integer"),
