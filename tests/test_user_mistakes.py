@@ -166,6 +166,8 @@ FUNCTIONAL_ERRORS = [
      ValueError, r"low must be a number or a tensor broadcastable .* \(8,\)"),
     ("uniformity normalize", lambda: latentshape.UniformityLoss(normalize="yes"), ValueError, "normalize must be True or False"),
     ("alignment normalize", lambda: latentshape.AlignmentLoss(normalize=1), ValueError, "normalize must be True or False"),
+    ("fit_prototypes integer dtype", lambda: latentshape.fit_prototypes(3, 4, steps=5, dtype=torch.int64), TypeError,
+     "dtype must be a floating torch.dtype"),
     ("wristband_components config", lambda: F.wristband_components(_x(), config="spectral"), TypeError,
      "config must be a WristbandConfig"),
     ("wristband_components weight", lambda: F.wristband_components(_x(), lambda_rad=-1.0), ValueError,

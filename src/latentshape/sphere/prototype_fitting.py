@@ -104,6 +104,8 @@ def fit_prototypes(
     -0.3333
     """
     _check_fit_arguments(num_classes, dim, steps, prior_weight)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:  # unit rows rounded to integers are not prototypes
+        raise TypeError(f"dtype must be a floating torch.dtype (e.g. torch.float32), got {dtype}")
     semantic = None if class_vectors is None else _semantic_similarities(class_vectors, num_classes)
     generator = torch.Generator().manual_seed(seed)
     points = normalize_rows(torch.randn(num_classes, dim, generator=generator, dtype=torch.float64))
