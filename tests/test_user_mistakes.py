@@ -39,11 +39,13 @@ def _one_line_error(capsys, *needles: str) -> str:
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("mistakes")
-    paths = {"x": root / "x.npy", "wide": root / "wide.npy", "bool": root / "flags.pt", "header": root / "header.csv"}
+    paths = {"x": root / "x.npy", "wide": root / "wide.npy", "bool": root / "flags.pt", "header": root / "header.csv",
+             "mixed": root / "mixed.pt"}
     np.save(paths["x"], np.random.default_rng(0).standard_normal((64, 3)))
     np.save(paths["wide"], np.random.default_rng(1).standard_normal((8, 1000)))  # huge d, small N
     torch.save(torch.ones(64, 3, dtype=torch.bool), paths["bool"])
     paths["header"].write_text("a,b,c\n")
+    torch.save({"epoch": 3, "z": torch.randn(64, 3)}, paths["mixed"])
     return paths
 
 
@@ -51,11 +53,12 @@ CLI_ERRORS = [
     (["--seed", str(10**23)], "x", ("--seed must be in",)),
     ([], "bool", ("holds bool values", "expected real numbers")),
     ([], "header", ("has 0 row(s)", "at least 8")),
+    (["--key", "epoch"], "mixed", ("entry 'epoch'", "holds a int, not a tensor", "tensors: z")),
 ]
 
 
 @pytest.mark.filterwarnings("error::UserWarning")  # a loader's warning would be a second line on stderr
-@pytest.mark.parametrize("extra, name, needles", CLI_ERRORS, ids=["seed-overflow", "bool-pt", "header-only-csv"])
+@pytest.mark.parametrize("extra, name, needles", CLI_ERRORS, ids=["seed-overflow", "bool-pt", "header-only-csv", "pt-key-not-a-tensor"])
 def test_cli_mistakes_exit_2_with_one_line(files, capsys, extra, name, needles) -> None:
     assert main(["check", str(files[name]), "--null-samples", "20", *extra]) == 2
     _one_line_error(capsys, "latentshape check: error:", *needles)
@@ -125,6 +128,8 @@ VICREG = F.vicreg_variance_covariance
 FUNCTIONAL_ERRORS = [
     ("vicreg 1-D", lambda: VICREG(torch.randn(8)), ValueError, r"shape \(\.\.\., N, d\)"),
     ("vicreg 1 row", lambda: VICREG(_x(1)), ValueError, "at least 2 points"),
+    ("kl no rows", lambda: F.gaussian_kl_diag(torch.zeros(0, 2), torch.zeros(0, 2)), ValueError,
+     r"at least 1 point \(row\) per batch"),
     ("vicreg integers", lambda: VICREG(torch.ones(8, 3, dtype=torch.int64)), TypeError, "floating dtype"),
     ("vicreg complex", lambda: VICREG(_x().to(torch.complex64)), TypeError, "floating dtype"),
     ("vicreg list", lambda: VICREG([[1.0, 2.0]] * 8), TypeError, "torch.Tensor"),

@@ -72,6 +72,10 @@ def _load_pt(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
         raise UserError(f"cannot read {path} as .pt (tensors only, weights_only=True): {_first_line(error)}") from None
     if isinstance(content, dict):
         tensors = {str(name): value for name, value in content.items() if isinstance(value, torch.Tensor)}
+        entry = {str(name): value for name, value in content.items()}.get(key) if key is not None else None
+        if key is not None and key not in tensors and entry is not None:
+            raise UserError(f"entry {key!r} of {path} holds a {type(entry).__name__}, not a tensor; "
+                            f"tensors: {', '.join(tensors) or '(none)'}")
         if not tensors:
             raise UserError(f"{path} holds a dict without tensors; expected a tensor or a dict of tensors")
         content = tensors[_choose_key(list(tensors), key, path)]
