@@ -23,6 +23,8 @@ for Self-Supervised Learning", ICLR.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -77,7 +79,7 @@ def vicreg_variance_covariance(
 def _check_weights(variance_weight: float, covariance_weight: float, target_std: float, eps: float) -> None:
     for name, value, low_ok in (("variance_weight", variance_weight, True), ("covariance_weight", covariance_weight, True),
                                 ("target_std", target_std, False), ("eps", eps, False)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{name} must be a number, got {type(value).__name__}")
         if not (value < float("inf") and (value >= 0 if low_ok else value > 0)):
             raise ValueError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r}")
