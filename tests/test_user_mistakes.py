@@ -64,6 +64,19 @@ def test_cli_mistakes_exit_2_with_one_line(files, capsys, extra, name, needles) 
     _one_line_error(capsys, "latentshape check: error:", *needles)
 
 
+@pytest.mark.parametrize("header", [False, True])
+def test_a_spreadsheet_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path, capsys, header) -> None:
+    import json
+
+    rows = np.random.default_rng(2).standard_normal((20, 3))
+    text = ("a,b,c\n" if header else "") + "\n".join(",".join(repr(v) for v in row) for row in rows)
+    path = tmp_path / "excel.csv"
+    path.write_text(text, encoding="utf-8-sig")
+    assert main(["check", str(path), "--json", "--null-samples", "20"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["n"] == 20 and (("skipped a header row" in payload["notes"]) == header)
+
+
 def test_cli_checks_a_wide_small_batch(files, capsys) -> None:
     # d = 1000 at N = 8: the Henze-Zirkler null's moments underflow float64 (was a ZeroDivisionError)
     assert main(["check", str(files["wide"]), "--null-samples", "20", "--json"]) == 0

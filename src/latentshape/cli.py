@@ -90,7 +90,7 @@ def _load_pt(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
 
 def _load_csv(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
     try:
-        with path.open("r", encoding="utf-8") as handle:
+        with path.open("r", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark is no header
             first = handle.readline()
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {path} as text .csv: {_first_line(error)}") from None
@@ -104,7 +104,7 @@ def _load_csv(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
     try:
         with warnings.catch_warnings():  # a header without rows: the row count below says so in one line
             warnings.filterwarnings("ignore", message="loadtxt: input contained no data", category=UserWarning)
-            array = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
+            array = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64, encoding="utf-8-sig")
     except Exception as error:
         raise UserError(f"cannot read {path} as .csv of numbers: {_first_line(error)}") from None
     return array, (["skipped a header row"] if header else [])
