@@ -69,7 +69,7 @@ def test_a_spreadsheet_csv_with_a_byte_order_mark_keeps_its_first_row(tmp_path, 
     import json
 
     rows = np.random.default_rng(2).standard_normal((20, 3))
-    text = ("a,b,c\n" if header else "") + "\n".join(",".join(repr(v) for v in row) for row in rows)
+    text = ("a,b,c\n" if header else "") + "\n".join(",".join(str(float(v)) for v in row) for row in rows)
     path = tmp_path / "excel.csv"
     path.write_text(text, encoding="utf-8-sig")
     assert main(["check", str(path), "--json", "--null-samples", "20"]) == 0
