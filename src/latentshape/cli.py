@@ -7,7 +7,9 @@ exit with status 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -70,6 +72,10 @@ def _load_pt(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
         raise UserError(f"cannot read {path} as .pt (tensors only, weights_only=True): {_first_line(error)}") from None
     if isinstance(content, dict):
         tensors = {str(name): value for name, value in content.items() if isinstance(value, torch.Tensor)}
+        entry = {str(name): value for name, value in content.items()}.get(key) if key is not None else None
+        if key is not None and key not in tensors and entry is not None:
+            raise UserError(f"entry {key!r} of {path} holds a {type(entry).__name__}, not a tensor; "
+                            f"tensors: {', '.join(tensors) or '(none)'}")
         if not tensors:
             raise UserError(f"{path} holds a dict without tensors; expected a tensor or a dict of tensors")
         content = tensors[_choose_key(list(tensors), key, path)]
@@ -77,14 +83,14 @@ def _load_pt(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
         raise UserError(f"--key {key!r} given, but {path} holds a single tensor, not a dict")
     if not isinstance(content, torch.Tensor):
         raise UserError(f"{path} holds a {type(content).__name__}; expected a tensor or a dict of tensors")
-    if content.is_complex():
-        raise UserError(f"{path} holds complex values; expected real numbers")
+    if content.is_complex() or content.dtype == torch.bool:
+        raise UserError(f"{path} holds {str(content.dtype).removeprefix('torch.')} values; expected real numbers")
     return content.detach().to(torch.float64 if content.dtype == torch.float64 else torch.float32).numpy(), []
 
 
 def _load_csv(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
     try:
-        with path.open("r", encoding="utf-8") as handle:
+        with path.open("r", encoding="utf-8-sig") as handle:  # -sig: a spreadsheet's byte-order mark is no header
             first = handle.readline()
     except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read {path} as text .csv: {_first_line(error)}") from None
@@ -96,7 +102,9 @@ def _load_csv(path: Path, key: str | None) -> tuple[np.ndarray, list[str]]:
     except ValueError:
         header = 1  # a first row that is not all numbers is a header
     try:
-        array = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
+        with warnings.catch_warnings():  # a header without rows: the row count below says so in one line
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data", category=UserWarning)
+            array = np.loadtxt(path, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64, encoding="utf-8-sig")
     except Exception as error:
         raise UserError(f"cannot read {path} as .csv of numbers: {_first_line(error)}") from None
     return array, (["skipped a header row"] if header else [])
@@ -162,6 +170,8 @@ def _check_options(args: argparse.Namespace) -> dict[str, object]:
         raise UserError(f"--max-pairwise must be >= 8, got {args.max_pairwise}")
     if not 0 < args.alpha < 1:
         raise UserError(f"--alpha must be in (0, 1), got {args.alpha}")
+    if not -(2**63) <= args.seed < 2**63 - 1:
+        raise UserError(f"--seed must be in [-2**63, 2**63 - 1), got {args.seed}")
     return {"null_samples": args.null_samples, "seed": args.seed, "max_pairwise": args.max_pairwise, "alpha": args.alpha}
 
 
@@ -198,9 +208,9 @@ def _run_check(args: argparse.Namespace) -> int:
         reports[name] = report
     if args.json:
         payload = {name: r.to_dict() for name, r in reports.items()} if args.example else next(iter(reports.values())).to_dict()
-        print(json.dumps(payload, indent=2, allow_nan=False))
+        _emit(json.dumps(payload, indent=2, allow_nan=False))
     else:
-        print("\n\n".join(str(report) for report in reports.values()))
+        _emit("\n\n".join(str(report) for report in reports.values()))
     if args.plot is not None:
         outputs = [Path(args.plot)] if len(reports) == 1 else [
             Path(args.plot).with_name(f"{Path(args.plot).stem}_{index}{Path(args.plot).suffix or '.png'}")
@@ -215,6 +225,15 @@ def _run_check(args: argparse.Namespace) -> int:
                 raise UserError(f"cannot write {output}: {_first_line(error)}") from None
             print(f"wrote {written}", file=sys.stderr if args.json else sys.stdout)
     return 0
+
+
+def _emit(text: str) -> None:
+    """Print the report; a standard output that cannot take it (a full disk, a closed pipe) is one line."""
+    try:
+        print(text, flush=True)
+    except OSError as error:
+        sys.stdout = open(os.devnull, "w")  # nothing more goes to the broken stream, not even at exit
+        raise UserError(f"cannot write the report to standard output: {error.strerror or error}") from None
 
 
 def _add_check(subparsers: argparse._SubParsersAction) -> None:

@@ -223,6 +223,8 @@ def add_demo_parser(subparsers: argparse._SubParsersAction, user_error: type[Exc
 def _run_demo_command(args: argparse.Namespace, user_error: type[Exception]) -> int:
     if args.latent_dim < 2:
         raise user_error(f"--latent-dim must be >= 2 (a context and a residual block), got {args.latent_dim}")
+    if not abs(args.seed) < 2**62:  # torch generators take 64-bit seeds; the demo derives a few from it
+        raise user_error(f"--seed must be an integer with |seed| < 2**62, got {args.seed}")
     from .errors import writable_folder
 
     out = Path(args.out)

@@ -153,6 +153,11 @@ class PopulationMode(nn.Module):
     def _population_value(self, sums: Tensor, n: int, extra: Tensor | None, x: Tensor) -> Tensor:
         if self.loss.distributed and is_distributed():
             sums = all_reduce_sum(sums)
+        if not bool(torch.isfinite(sums).all()):  # eager here: an overflow never enters the estimate
+            overflow = "overflows even float64" if sums.dtype == torch.float64 else f"overflows {sums.dtype}"
+            wider = "" if sums.dtype == torch.float64 else " (or use float64)"
+            raise ValueError(f"this batch's population features {overflow}: the embeddings' scale is too large; "
+                             f"rescale them{wider}; the population estimate is left unchanged")
         means, n_eff = self._pooled(sums, n)
         raw = self.features.raw(means, n_eff, extra)
         with_batch = getattr(self.features, "with_batch", None)  # components that stay per batch (wristband's rad)
@@ -171,7 +176,8 @@ class PopulationMode(nn.Module):
                      else self.loss.null_stats(round(n_eff), x.shape[-1], device=x.device))
             value = stats.total(raw, weights)[0]
         # Checked before the buffers take this batch: an overflowing batch must not poison the estimate.
-        value = representable(value, x.dtype, f"the population-mode {type(self.loss).__name__}")
+        value = representable(value, torch.promote_types(x.dtype, torch.float32),
+                              f"the population-mode {type(self.loss).__name__}")
         self._update(sums.detach(), n)
         return value
 

@@ -65,7 +65,8 @@ def as_embeddings(x: Tensor, name: str = "x", min_points: int = 2, check_finite:
             f"{name} has an empty leading batch dimension (shape {tuple(x.shape)}): there is no batch to score"
         )
     if n < min_points:
-        raise ValueError(f"{name} needs at least {min_points} points (rows) per batch, got N = {n}")
+        rows = "points (rows)" if min_points != 1 else "point (row)"
+        raise ValueError(f"{name} needs at least {min_points} {rows} per batch, got N = {n}")
     if d < 1:
         raise ValueError(f"{name} has d = 0 features; expected d >= 1")
     if check_finite and not is_compiling():
@@ -140,6 +141,8 @@ def as_directions(directions: Tensor, x: Tensor) -> Tensor:
     if directions.dim() < 2 or directions.shape[-2] != x.shape[-1]:
         raise ValueError(f"directions must have shape (..., d, M) with d = {x.shape[-1]} (the embeddings' width), "
                          f"got {tuple(directions.shape)}")
+    if directions.shape[-1] < 1:
+        raise ValueError(f"directions must hold at least one slice (M >= 1 columns), got shape {tuple(directions.shape)}")
     if not is_compiling() and not bool(torch.isfinite(directions).all()):
         raise ValueError("directions hold NaN or Inf")
     return directions.to(x.dtype)

@@ -67,10 +67,11 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"--jobs must be >= 1, got {args.jobs}")
         settings["jobs"] = args.jobs
     else:
-        settings["distributions"] = args.distributions
+        settings["distributions"] = list(dict.fromkeys(args.distributions)) if args.distributions else args.distributions
     if args.jobs != 1 and args.protocol != "train":
         raise UserError("--jobs applies to bench train only")
-    settings["regularizers"] = args.regularizers
+    # a name given twice would run its cells twice for one column of the report
+    settings["regularizers"] = list(dict.fromkeys(args.regularizers)) if args.regularizers else args.regularizers
     return settings
 
 

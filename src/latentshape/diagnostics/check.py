@@ -89,7 +89,7 @@ def check(
     """
     batch = _validated(x)
     n, d = batch.shape
-    _check_options(null_samples, max_pairwise, alpha)
+    _check_options(null_samples, max_pairwise, alpha, seed, neighbors, wristband)
     wristband = WristbandLoss() if wristband is None else wristband
     subsample, notes = _random_rows(batch, max_pairwise, seed)
     if subsample.shape[0] < n:
@@ -125,7 +125,18 @@ def _random_rows(batch: Tensor, limit: int, seed: int) -> tuple[Tensor, list[str
     return batch[rows], [f"a random subsample of {limit} of {n} rows"]
 
 
-def _check_options(null_samples: int, max_pairwise: int, alpha: float) -> None:
+def _check_options(null_samples: int, max_pairwise: int, alpha: float, seed: int, neighbors: int,
+                   wristband: WristbandLoss | None) -> None:
+    if wristband is not None and not isinstance(wristband, WristbandLoss):
+        raise TypeError(f"wristband must be a WristbandLoss (or None for the default), got {type(wristband).__name__}")
+    for name, value in (("null_samples", null_samples), ("max_pairwise", max_pairwise), ("seed", seed),
+                        ("neighbors", neighbors)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be an integer, got {value!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)):
+        raise TypeError(f"alpha must be a number in (0, 1), got {alpha!r}")
+    if not -(2**63) <= seed < 2**63 - 1:  # seed and seed + 1 seed torch generators (64-bit)
+        raise ValueError(f"seed must be in [-2**63, 2**63 - 1), got {seed}")
     if null_samples < 20:
         raise ValueError(f"null_samples must be >= 20 for a three-moment fit, got {null_samples}")
     if max_pairwise < MIN_POINTS:

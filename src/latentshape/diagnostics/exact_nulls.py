@@ -80,10 +80,13 @@ def henze_zirkler_null_moments(n: int, d: int, beta: float) -> NullMoments:
     single = [(-2 * c / n, np.array([[radial]])), (2 * c * mean_b / n, np.zeros((1, 1)))]
     second = _central_moment(2, pair, single, n, d)
     third = _central_moment(3, pair, single, n, d)
-    if not second > 0:  # d in the thousands: every term underflows, T = 1 - e to float64 precision
+    std = math.sqrt(second) if second > 0 and math.isfinite(second) else 0.0
+    skewness = third / std / std / std if std > 0 else math.inf
+    # Large beta^2 d: the moments underflow float64, or the spread is below what T itself resolves
+    # in float64. Then the null is a point mass at 1 - e, with no tail fit.
+    if not (std > 1e-13 * abs(1.0 - e) and math.isfinite(skewness)):
         return NullMoments(1.0 - e, 0.0, 0.0)
-    cubed_std = second**1.5
-    return NullMoments(1.0 - e, math.sqrt(second), third / cubed_std if cubed_std > 0 else 0.0)
+    return NullMoments(1.0 - e, std, skewness)
 
 
 def _central_moment(order: int, pair, single, n: int, d: int) -> float:

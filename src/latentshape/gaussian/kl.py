@@ -81,7 +81,8 @@ def gaussian_kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
     """
     mu, scale_tril = _checked_posterior(mu, scale_tril, "full")
     if not is_compiling() and bool((scale_tril.diagonal(dim1=-2, dim2=-1) == 0).any()):
-        raise ValueError("scale_tril has a zero on its diagonal: that posterior is singular and its KL is infinite")
+        raise ValueError("scale_tril has a zero on its diagonal: the covariance L L^T is singular and its KL "
+                         "to N(0, I) is infinite; keep the diagonal away from 0 (e.g. softplus + eps)")
     return _representable_kl(_kl_full, mu, scale_tril)
 
 
@@ -103,6 +104,12 @@ def _checked_posterior(mu: Tensor, spread: Tensor, covariance: str) -> tuple[Ten
     return mu, as_embeddings(spread, name=name, min_points=1).to(mu.dtype)
 
 
+def _check_floating(value: Tensor, name: str) -> None:
+    if not isinstance(value, Tensor) or not torch.is_floating_point(value):
+        raise TypeError(f"{name} must be a floating tensor, got {type(value).__name__}"
+                        + (f" of dtype {value.dtype}" if isinstance(value, Tensor) else ""))
+
+
 def _standard_normal(like: Tensor, generator: torch.Generator | None) -> Tensor:
     if generator is None:
         return torch.randn_like(like)
@@ -119,6 +126,8 @@ def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None
     >>> [round(v, 1) for v in z.std(dim=0).tolist()]
     [2.0, 0.5]
     """
+    _check_floating(mu, "mu")
+    _check_floating(logvar, "logvar")
     if mu.shape != logvar.shape:
         raise ValueError(f"mu and logvar must have the same shape, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
     return mu + torch.exp(0.5 * logvar) * _standard_normal(mu, generator)
@@ -133,7 +142,9 @@ def reparameterize_full(mu: Tensor, scale_tril: Tensor, generator: torch.Generat
     tensor([[1., 1.],
             [1., 2.]])
     """
-    if scale_tril.shape != mu.shape + mu.shape[-1:]:
+    _check_floating(mu, "mu")
+    _check_floating(scale_tril, "scale_tril")
+    if mu.dim() < 1 or scale_tril.shape != mu.shape + mu.shape[-1:]:
         raise ValueError(f"scale_tril must have shape {tuple(mu.shape + mu.shape[-1:])}, got {tuple(scale_tril.shape)}")
     noise = _standard_normal(mu, generator)
     return mu + (torch.tril(scale_tril) @ noise.unsqueeze(-1)).squeeze(-1)

@@ -42,12 +42,12 @@ from typing import Hashable, Sequence
 import torch
 from torch import Tensor
 
-from ..calibration import NullStats
+from ..calibration import NullStats, check_flag
 from ..statistic import BatchStatistic
 from ..validation import as_embeddings
 from .closed_form_nulls import mmd_null_moments
 
-__all__ = ["DEFAULT_RELATIVE_BANDWIDTHS", "default_bandwidths", "gaussian_kernel_means", "gaussian_mmd", "GaussianMMD"]
+__all__ = ["DEFAULT_RELATIVE_BANDWIDTHS", "checked_bandwidths", "default_bandwidths", "gaussian_kernel_means", "gaussian_mmd", "GaussianMMD"]
 
 # Widths relative to sqrt(d): pairwise distances of N(0, I) points concentrate around sqrt(2 d),
 # so s = c sqrt(d) keeps every kernel informative in any dimension
@@ -82,6 +82,21 @@ def gaussian_kernel_means(x: Tensor, bandwidth: float) -> tuple[Tensor, float]:
     return cross, self_term
 
 
+def checked_bandwidths(bandwidths: Sequence[float]) -> tuple[float, ...]:
+    """``bandwidths`` as a non-empty tuple of positive finite floats, else a ValueError naming them."""
+    try:
+        if isinstance(bandwidths, (str, bytes)):
+            raise TypeError
+        widths = tuple(float(b) for b in bandwidths)
+    except (TypeError, ValueError):
+        raise TypeError(f"bandwidths must be a sequence of kernel widths such as (1.0,), got {bandwidths!r}") from None
+    if not widths:
+        raise ValueError("bandwidths must be a non-empty sequence of positive widths")
+    if not all(0.0 < s < float("inf") for s in widths):
+        raise ValueError(f"bandwidths must be positive and finite, got {widths}")
+    return widths
+
+
 def gaussian_mmd(x: Tensor, bandwidths: Sequence[float], unbiased: bool = True) -> Tensor:
     r"""Squared MMD between each batch ``x`` ``(..., N, d)`` and N(0, I), summed over kernel widths.
 
@@ -91,11 +106,9 @@ def gaussian_mmd(x: Tensor, bandwidths: Sequence[float], unbiased: bool = True) 
     >>> abs(float(gaussian_mmd(x, [1.0]))) < 0.01, float(gaussian_mmd(x + 2.0, [1.0])) > 0.1
     (True, True)
     """
-    if len(bandwidths) == 0:
-        raise ValueError("need at least one bandwidth")
+    widths = checked_bandwidths(bandwidths)
     x = as_embeddings(x)
     n = x.shape[-2]
-    widths = tuple(float(b) for b in bandwidths)
     flat = x.reshape((math.prod(x.shape[:-2]),) + tuple(x.shape[-2:]))
     pair_sums = _PairwiseKernelSums.apply(flat, tuple(0.5 / (w * w) for w in widths)).reshape(x.shape[:-2])
     if unbiased:
@@ -225,14 +238,8 @@ class GaussianMMD(BatchStatistic):
         distributed: bool = False,
     ) -> None:
         super().__init__(calibrate=calibrate, null_samples=null_samples, null_seed=null_seed, distributed=distributed)
-        if bandwidths is not None:
-            bandwidths = tuple(float(s) for s in bandwidths)
-            if len(bandwidths) == 0:
-                raise ValueError("bandwidths must be None or a non-empty sequence of positive widths")
-            if not all(0.0 < s < float("inf") for s in bandwidths):
-                raise ValueError(f"bandwidths must be positive and finite, got {bandwidths}")
-        self.bandwidths = bandwidths
-        self.unbiased = bool(unbiased)
+        self.bandwidths = None if bandwidths is None else checked_bandwidths(bandwidths)
+        self.unbiased = check_flag("unbiased", unbiased)
 
     def resolved_bandwidths(self, d: int) -> tuple[float, ...]:
         """The widths used for embeddings of dimension ``d``."""

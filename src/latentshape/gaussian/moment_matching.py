@@ -17,6 +17,7 @@ any distribution with mean 0 and covariance I (e.g. the standardized X shape) sc
 
 from __future__ import annotations
 
+import numbers
 from typing import Hashable, Literal
 
 import torch
@@ -64,6 +65,7 @@ def moment_matching_loss(
     """
     active = distributed and is_distributed()
     x = as_batch_input(x, active)
+    _check_arguments(alpha, gamma, mean, cov, x.shape[-1])
     if active:
         return _global_moment_matching_loss(x, alpha, gamma, mean, cov)
     value = _local_moment_matching_loss(x, alpha, gamma, mean, cov)
@@ -73,6 +75,19 @@ def moment_matching_loss(
     # float64, which holds it up to scale ~1e75, and raise if the result exceeds x's dtype.
     wide = value if x.dtype == torch.float64 else _local_moment_matching_loss(x.to(torch.float64), alpha, gamma, mean, cov)
     return representable(wide, x.dtype, "the moment matching loss")
+
+
+def _check_arguments(alpha: float, gamma: float, mean: Tensor | None, cov: Tensor | None, d: int) -> None:
+    """Cheap checks of the functional's weights and targets (the module checks the targets' values once)."""
+    for name, weight in (("alpha", alpha), ("gamma", gamma)):
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not 0 <= weight < float("inf"):
+            raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
+    for name, target, shape in (("mean", mean, (d,)), ("cov", cov, (d, d))):
+        if target is not None and (not isinstance(target, Tensor) or not torch.is_floating_point(target)):
+            raise TypeError(f"{name} must be None or a floating tensor of shape {shape}, got {type(target).__name__}"
+                            + (f" of dtype {target.dtype}" if isinstance(target, Tensor) else ""))
+        if target is not None and tuple(target.shape) != shape:
+            raise ValueError(f"{name} must have shape {shape} for embeddings of width d = {d}, got {tuple(target.shape)}")
 
 
 def _local_moment_matching_loss(
@@ -239,15 +254,19 @@ def _checked_targets(mean: Tensor | None, cov: Tensor | None) -> tuple[Tensor | 
         mean = torch.as_tensor(mean)
         if not torch.is_floating_point(mean):
             mean = mean.to(torch.get_default_dtype())
-        if mean.dim() != 1 or not bool(torch.isfinite(mean).all()):
-            raise ValueError(f"mean must be a finite vector of shape (d,), got shape {tuple(mean.shape)}")
+        if mean.dim() != 1:
+            raise ValueError(f"mean must be a vector of shape (d,), got shape {tuple(mean.shape)}")
+        if not bool(torch.isfinite(mean).all()):
+            raise ValueError("mean holds NaN or Inf; it must be finite")
         mean = mean.detach().clone()
     if cov is not None:
         cov = torch.as_tensor(cov)
         if not torch.is_floating_point(cov):
             cov = cov.to(torch.get_default_dtype())
-        if cov.dim() != 2 or cov.shape[0] != cov.shape[1] or not bool(torch.isfinite(cov).all()):
-            raise ValueError(f"cov must be a finite square matrix (d, d), got shape {tuple(cov.shape)}")
+        if cov.dim() != 2 or cov.shape[0] != cov.shape[1]:
+            raise ValueError(f"cov must be a square matrix (d, d), got shape {tuple(cov.shape)}")
+        if not bool(torch.isfinite(cov).all()):
+            raise ValueError("cov holds NaN or Inf; it must be finite")
         if not torch.allclose(cov, cov.T, rtol=1e-5, atol=1e-8):
             raise ValueError("cov must be symmetric")
         smallest = float(torch.linalg.eigvalsh(cov.to(torch.float64))[0])

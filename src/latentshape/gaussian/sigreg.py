@@ -58,6 +58,8 @@ def epps_pulley_quadrature(
     """
     if points < 2:
         raise ValueError(f"points must be >= 2, got {points}")
+    if not 0 < t_max < math.inf:
+        raise ValueError(f"t_max must be a positive finite number, got {t_max!r}")
     full = torch.linspace(-t_max, t_max, points, dtype=torch.float64)
     step = 2.0 * t_max / (points - 1)
     trapezoid = torch.full((points,), step, dtype=torch.float64)

@@ -23,6 +23,8 @@ for Self-Supervised Learning", ICLR.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
@@ -51,6 +53,8 @@ def vicreg_variance_covariance(
     >>> round(float(vicreg_variance_covariance(x, variance_weight=1.0)), 4)
     0.2958
     """
+    _check_weights(variance_weight, covariance_weight, target_std, eps)
+    x = as_embeddings(x)
     value = _variance_covariance(x, variance_weight, covariance_weight, target_std, eps)
     if is_compiling() or bool(torch.isfinite(value).all()):
         return value
@@ -79,6 +83,15 @@ def _variance_covariance(x: Tensor, variance_weight: float, covariance_weight: f
         diagonal = torch.eye(d, dtype=torch.bool, device=x.device)
         off_diagonal = cov.masked_fill(diagonal, 0.0).square().sum(dim=(-2, -1))
     return variance_weight * variance_term + covariance_weight * off_diagonal / d
+
+
+def _check_weights(variance_weight: float, covariance_weight: float, target_std: float, eps: float) -> None:
+    for name, value, low_ok in (("variance_weight", variance_weight, True), ("covariance_weight", covariance_weight, True),
+                                ("target_std", target_std, False), ("eps", eps, False)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        if not (value < float("inf") and (value >= 0 if low_ok else value > 0)):
+            raise ValueError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r}")
 
 
 class VICRegLoss(nn.Module):
@@ -117,11 +130,7 @@ class VICRegLoss(nn.Module):
         eps: float = 1e-4,
     ) -> None:
         super().__init__()
-        for name, value, low_ok in (("variance_weight", variance_weight, True), ("covariance_weight", covariance_weight, True),
-                                    ("target_std", target_std, False), ("eps", eps, False)):
-            value = float(value)
-            if not (value < float("inf") and (value >= 0 if low_ok else value > 0)):
-                raise ValueError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r}")
+        _check_weights(variance_weight, covariance_weight, target_std, eps)
         self.variance_weight = float(variance_weight)
         self.covariance_weight = float(covariance_weight)
         self.target_std = float(target_std)
@@ -129,7 +138,6 @@ class VICRegLoss(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """The regularizer of ``x`` ``(..., N, d)``, N >= 2: shape ``x.shape[:-2]`` (0-d for one batch)."""
-        x = as_embeddings(x)
         return vicreg_variance_covariance(x, variance_weight=self.variance_weight, covariance_weight=self.covariance_weight,
                                           target_std=self.target_std, eps=self.eps)
 

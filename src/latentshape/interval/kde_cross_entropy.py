@@ -113,6 +113,16 @@ def _as_tensor(value: float | Tensor, name: str, like: Tensor) -> Tensor:
     return tensor
 
 
+def _interval_bound(value: float | Tensor, name: str, logits: Tensor) -> Tensor:
+    tensor = _as_tensor(value, name, logits)
+    try:
+        torch.broadcast_shapes(tensor.shape, logits.shape[:-1])
+    except RuntimeError:
+        raise ValueError(f"{name} must be a number or a tensor broadcastable to the logits' leading shape "
+                         f"{tuple(logits.shape[:-1])}, got shape {tuple(tensor.shape)}") from None
+    return tensor
+
+
 def kde_log_density(
     logits: Tensor,
     locations: Tensor,
@@ -226,8 +236,7 @@ def kde_cross_entropy(
         raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     nodes, weights = quadrature_rule(points, _check_rule(rule))
     values = _check_logits(logits)
-    low_tensor = _as_tensor(low, "low", values)
-    high_tensor = _as_tensor(high, "high", values)
+    low_tensor, high_tensor = _interval_bound(low, "low", values), _interval_bound(high, "high", values)
     if not is_compiling() and not bool((high_tensor > low_tensor).all()):
         raise ValueError("need low < high for every row of the target interval")
     per_row = _representable_rows(values, locations, low_tensor, high_tensor, kernel, bandwidth, nodes, weights)

@@ -17,6 +17,7 @@ calibrates once. Optimization is Adam with a cosine learning-rate decay.
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Literal
@@ -92,6 +93,7 @@ def train_autoencoder(
     (2, 4)
     """
     _check_training_inputs(model, data, epochs, reconstruction)
+    _check_training_options(batch_size, learning_rate, gaussian_weight, latent_noise, regularizer)
     objective = _Objective(
         regularizer=_resolve_regularizer(regularizer, data.device),
         gaussian_weight=gaussian_weight,
@@ -128,6 +130,11 @@ class _Objective:
 
 
 def _check_training_inputs(model: GaussianAutoencoder, data: Tensor, epochs: int, reconstruction: str) -> None:
+    if not isinstance(model, GaussianAutoencoder):
+        raise TypeError(f"model must be a GaussianAutoencoder, got {type(model).__name__}")
+    if not isinstance(data, Tensor) or not torch.is_floating_point(data):
+        raise TypeError(f"data must be a floating tensor of shape (M, {model.data_dim}), got {type(data).__name__}"
+                        + (f" of dtype {data.dtype}" if isinstance(data, Tensor) else ""))
     if data.dim() != 2 or data.shape[-1] != model.data_dim:
         raise ValueError(f"data must have shape (M, {model.data_dim}), got {tuple(data.shape)}")
     if data.shape[0] < 2:
@@ -138,6 +145,23 @@ def _check_training_inputs(model: GaussianAutoencoder, data: Tensor, epochs: int
         raise ValueError(f"reconstruction must be 'bce' or 'mse', got {reconstruction!r}")
     if reconstruction == "bce" and model.output != "sigmoid":
         raise ValueError("reconstruction='bce' needs a model with output='sigmoid'")
+    if not bool(torch.isfinite(data).all()):
+        raise ValueError("data holds NaN or Inf; drop or fix those examples")
+    if reconstruction == "bce" and not bool(((data >= 0) & (data <= 1)).all()):
+        raise ValueError(f"reconstruction='bce' needs data in [0, 1], got values in [{float(data.min()):.3g}, "
+                         f"{float(data.max()):.3g}]; rescale the data or use reconstruction='mse'")
+
+
+def _check_training_options(batch_size: int, learning_rate: float, gaussian_weight: float, latent_noise: float,
+                            regularizer: Callable[[Tensor], Tensor] | None) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 2:
+        raise ValueError(f"batch_size must be an integer >= 2 (a batch statistic needs 2 rows), got {batch_size!r}")
+    for name, value, low in (("learning_rate", learning_rate, 0.0), ("gaussian_weight", gaussian_weight, None),
+                             ("latent_noise", latent_noise, None)):
+        if not (isinstance(value, numbers.Real) and (value > low if low is not None else value >= 0) and value < math.inf):
+            raise ValueError(f"{name} must be a finite number {'> 0' if low is not None else '>= 0'}, got {value!r}")
+    if regularizer is not None and not callable(regularizer):
+        raise TypeError(f"regularizer must be a callable (a loss module) or None, got {type(regularizer).__name__}")
 
 
 def _resolve_regularizer(regularizer: Callable[[Tensor], Tensor] | None, device: torch.device) -> Callable[[Tensor], Tensor]:

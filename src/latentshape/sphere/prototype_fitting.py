@@ -103,7 +103,7 @@ def fit_prototypes(
     >>> print(round((prototypes @ prototypes.T)[0, 1].item(), 4))  # regular tetrahedron: -1/3
     -0.3333
     """
-    _check_fit_arguments(num_classes, dim, steps, prior_weight)
+    _check_fit_arguments(num_classes, dim, steps, prior_weight, dtype)
     semantic = None if class_vectors is None else _semantic_similarities(class_vectors, num_classes)
     generator = torch.Generator().manual_seed(seed)
     points = normalize_rows(torch.randn(num_classes, dim, generator=generator, dtype=torch.float64))
@@ -112,7 +112,9 @@ def fit_prototypes(
     return _descend(points, steps, semantic if prior_weight > 0 else None, prior_weight).to(dtype)
 
 
-def _check_fit_arguments(num_classes: int, dim: int, steps: int, prior_weight: float) -> None:
+def _check_fit_arguments(num_classes: int, dim: int, steps: int, prior_weight: float, dtype: torch.dtype) -> None:
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:  # unit rows rounded to integers are not prototypes
+        raise TypeError(f"dtype must be a floating torch.dtype (e.g. torch.float32), got {dtype}")
     for value, name in ((num_classes, "num_classes"), (dim, "dim")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ..calibration import check_flag
 from ..validation import as_embeddings
 from ..geometry import check_unit_rows, normalize_rows
 
@@ -126,7 +127,7 @@ class UniformityLoss(nn.Module):
     def __init__(self, *, t: float = 2.0, normalize: bool = True) -> None:
         super().__init__()
         self.t = _check_positive(t, "t")
-        self.normalize = bool(normalize)
+        self.normalize = check_flag("normalize", normalize)
 
     def forward(self, x: Tensor) -> Tensor:
         return uniformity_loss(x, t=self.t, normalize=self.normalize)
@@ -152,7 +153,7 @@ class AlignmentLoss(nn.Module):
     def __init__(self, *, alpha: float = 2.0, normalize: bool = True) -> None:
         super().__init__()
         self.alpha = _check_positive(alpha, "alpha")
-        self.normalize = bool(normalize)
+        self.normalize = check_flag("normalize", normalize)
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:
         return alignment_loss(x, y, alpha=self.alpha, normalize=self.normalize)

@@ -34,6 +34,7 @@ below float32 resolution.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -329,6 +330,11 @@ def wristband_components(
     >>> parts.total.shape, parts.rep.dtype
     (torch.Size([3]), torch.float32)
     """
+    if config is not None and not isinstance(config, WristbandConfig):
+        raise TypeError(f"config must be a WristbandConfig or None, got {type(config).__name__}")
+    weights = (lambda_rad, lambda_ang, lambda_mom, lambda_sharp, lambda_coord)
+    if not all(not isinstance(w, bool) and isinstance(w, numbers.Real) and 0 <= w < float("inf") for w in weights):
+        raise ValueError(f"lambda_rad, lambda_ang, lambda_mom, lambda_sharp, lambda_coord must be finite numbers >= 0, got {weights}")
     config = config or WristbandConfig()
     raw = raw_components(x, config, distributed=distributed)
     dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
