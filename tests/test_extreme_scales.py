@@ -47,7 +47,8 @@ def _evaluate(name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] |
     try:
         value = _MODULES[name](x)
     except ValueError as error:
-        assert "\n" not in str(error) and "scale" in str(error) or "overflow" in str(error), str(error)
+        message = str(error)
+        assert "\n" not in message and ("scale" in message or "overflow" in message), message
         return None
     value.backward()
     return value.detach(), x.grad

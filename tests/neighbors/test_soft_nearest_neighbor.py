@@ -327,3 +327,26 @@ def test_bad_arguments():
         soft_nearest_neighbor_loss(torch.randn(1, 2), torch.tensor([0]))
     with pytest.raises(TypeError):
         soft_nearest_neighbor_loss(torch.ones(4, 2, dtype=torch.long), torch.arange(4))
+
+
+@pytest.mark.parametrize("distance, temperature, warns", [
+    ("euclidean", 1.0, True),     # squared distances ~ 2 d = 128: every affinity is negligible beside eps
+    ("euclidean", 128.0, False),  # a temperature on the distances' scale
+    ("cosine", 1.0, False),       # cosine distances are at most 2
+])
+def test_a_loss_stuck_at_minus_log_eps_warns(distance: str, temperature: float, warns: bool) -> None:
+    import warnings
+
+    x = torch.randn(64, 64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    labels = torch.arange(64) % 4
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value = soft_nearest_neighbor_loss(x, labels, temperature=temperature, distance=distance)
+    value.backward()
+    messages = [str(w.message) for w in caught if "soft nearest neighbor" in str(w.message)]
+    assert bool(messages) == warns, messages
+    if warns:  # what the warning says: the constant -log(eps), no gradient
+        assert abs(float(value) + math.log(1e-5)) < 1e-4
+        assert float(x.grad.abs().max()) < 1e-12
+    else:
+        assert float(x.grad.abs().max()) > 1e-6

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from ..validation import as_embeddings, autocast_disabled, is_compiling
 from ..geometry import normalize_rows, pairwise_squared_distances
-from ._checks import _check_distance, _check_positive, _temperature_tensor
+from ._checks import _check_distance, _check_positive, _temperature_tensor, _warn_if_eps_dominates
 
 __all__ = [
     "pairwise_distances",
@@ -100,6 +100,8 @@ def soft_nearest_neighbor_loss(
     evaluated in log space (``logsumexp``, with :math:`\log\epsilon` as an extra term),
     so it equals the formula above without underflow at small ``T``. A point with no
     same-class partner contributes :math:`-\log\epsilon` (no gradient).
+    With ``"euclidean"``, ``T`` must match squared distances (~2 d at unit variance): if every
+    affinity is negligible beside :math:`\epsilon` the loss is :math:`-\log\epsilon`, flat (it warns).
 
     Args:
         features: ``(..., N, d)`` representations (leading dims: independent batches,
@@ -131,7 +133,9 @@ def soft_nearest_neighbor_loss(
         raise TypeError("labels must be an integer or bool tensor of shape (..., N)")
     if labels.shape != distances.shape[:-1]:
         raise ValueError(f"labels must have shape {tuple(distances.shape[:-1])}, got {tuple(labels.shape)}")
-    log_probabilities = _log_neighbor_probabilities(distances, _temperature_tensor(temperature, distances), eps)
+    temperature = _temperature_tensor(temperature, distances)
+    _warn_if_eps_dominates(distances, temperature, eps)
+    log_probabilities = _log_neighbor_probabilities(distances, temperature, eps)
     # Same-class pairs; the diagonal is already -inf in log_probabilities.
     same_class = labels.unsqueeze(-1) == labels.unsqueeze(-2)
     masked = log_probabilities.masked_fill(~same_class, -math.inf)
