@@ -145,3 +145,13 @@ def test_finite_values_and_gradients_at_any_scale_and_dtype(dtype: torch.dtype, 
     value.backward()
     assert value.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert torch.isfinite(value) and torch.isfinite(x.grad.float()).all()
+
+
+@pytest.mark.parametrize("weight", [1, np.float32(1.0), torch.tensor(1.0)])
+def test_functional_weights_take_any_real_scalar(weight) -> None:
+    # 0-d tensors and NumPy scalars were accepted before the weights were checked; they still are
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(4))
+    expected = float(moment_matching_loss(x, alpha=1.0, gamma=1.0))
+    assert float(moment_matching_loss(x, alpha=weight, gamma=weight)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        moment_matching_loss(x, alpha=True)
