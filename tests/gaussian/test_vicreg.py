@@ -93,3 +93,10 @@ def test_weights_take_any_real_scalar_and_refuse_bools(weight) -> None:
         VICRegLoss(variance_weight=True)
     with pytest.raises(TypeError, match="covariance_weight must be a number"):
         vicreg_variance_covariance(x, covariance_weight=torch.ones(2))
+
+
+@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs an Apple MPS device (it has no float64)")
+def test_gram_route_runs_on_mps() -> None:
+    x = torch.randn(6, 40, generator=torch.Generator().manual_seed(7))  # d > N: the Gram route
+    expected = float(vicreg_variance_covariance(x))
+    assert float(vicreg_variance_covariance(x.to("mps"))) == pytest.approx(expected, rel=1e-4)

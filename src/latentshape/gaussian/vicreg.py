@@ -71,7 +71,7 @@ def _variance_covariance(x: Tensor, variance_weight: float, covariance_weight: f
     variance_term = torch.relu(target_std - torch.sqrt(variances + eps)).mean(dim=-1)
     if d > n:
         # ||G||_F^2 - sum_j C_jj^2 cancels when some variance dominates: accumulate it in float64.
-        wide = centered.to(torch.float64)
+        wide = centered.to(torch.float32 if x.device.type == "mps" else torch.float64)  # MPS has no float64
         gram = wide @ wide.transpose(-1, -2) / (n - 1)
         wide_variances = wide.square().sum(dim=-2) / (n - 1)
         off_diagonal = (gram.square().sum(dim=(-2, -1)) - wide_variances.square().sum(dim=-1)).to(x.dtype)
