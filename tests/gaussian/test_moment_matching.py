@@ -155,3 +155,12 @@ def test_functional_weights_take_any_real_scalar(weight) -> None:
     assert float(moment_matching_loss(x, alpha=weight, gamma=weight)) == pytest.approx(expected)
     with pytest.raises(ValueError, match="alpha must be a finite number"):
         moment_matching_loss(x, alpha=True)
+
+
+def test_functional_takes_integer_targets_as_before_and_refuses_bool_ones() -> None:
+    x = torch.randn(32, 3, generator=torch.Generator().manual_seed(8))
+    expected = float(moment_matching_loss(x, mean=torch.ones(3), cov=2.0 * torch.eye(3)))
+    value = moment_matching_loss(x, mean=torch.ones(3, dtype=torch.long), cov=2 * torch.eye(3, dtype=torch.long))
+    assert float(value) == pytest.approx(expected)
+    with pytest.raises(TypeError, match="mean must be None or a real tensor"):
+        moment_matching_loss(x, mean=torch.ones(3, dtype=torch.bool))

@@ -82,8 +82,9 @@ def _check_arguments(alpha: float, gamma: float, mean: Tensor | None, cov: Tenso
         if not is_real_number(weight) or not 0 <= weight < float("inf"):
             raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
     for name, target, shape in (("mean", mean, (d,)), ("cov", cov, (d, d))):
-        if target is not None and (not isinstance(target, Tensor) or not torch.is_floating_point(target)):
-            raise TypeError(f"{name} must be None or a floating tensor of shape {shape}, got {type(target).__name__}"
+        # integer targets are promoted like x (as before this check); bool and complex ones are mistakes
+        if target is not None and (not isinstance(target, Tensor) or target.dtype == torch.bool or target.is_complex()):
+            raise TypeError(f"{name} must be None or a real tensor of shape {shape}, got {type(target).__name__}"
                             + (f" of dtype {target.dtype}" if isinstance(target, Tensor) else ""))
         if target is not None and tuple(target.shape) != shape:
             raise ValueError(f"{name} must have shape {shape} for embeddings of width d = {d}, got {tuple(target.shape)}")
