@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -16,6 +18,7 @@ __all__ = [
     "autocast_disabled",
     "count_nonfinite_rows",
     "is_compiling",
+    "is_real_number",
     "representable",
 ]
 
@@ -112,6 +115,17 @@ def count_nonfinite_rows(x: Tensor) -> int:
     if bool(torch.isfinite(x.sum(dim=-1, dtype=torch.float32 if x.dtype != torch.float64 else None)).all()):
         return 0
     return int((~torch.isfinite(x)).any(dim=-1).sum())
+
+
+def is_real_number(value: object) -> bool:
+    """Whether ``value`` is a real number: a Python or NumPy real, or a 0-d real tensor (never a bool).
+
+    >>> is_real_number(2), is_real_number(torch.tensor(0.5)), is_real_number(True), is_real_number("1")
+    (True, True, False, False)
+    """
+    if isinstance(value, Tensor):
+        return value.dim() == 0 and value.dtype != torch.bool and not value.is_complex()
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
 
 
 def is_compiling() -> bool:

@@ -64,3 +64,20 @@ def test_exact_moments_set_the_fitted_tail_and_leave_the_empirical_part() -> Non
     assert normal == pytest.approx(scipy.stats.norm.sf(far, 4.0, 2.0), rel=1e-12)
     skewed = float(null_p_value(far, null, moments=(4.0, 2.0, 1.0)))  # gamma(4): skewness 1
     assert skewed == pytest.approx(scipy.stats.gamma(4.0).sf(far), rel=1e-9)
+
+
+@pytest.mark.parametrize("d", [100, 108, 112])
+def test_henze_zirkler_null_below_float64_resolution_never_calls_rounding_noise_impossible(d: int) -> None:
+    # At N = 200, d >= 100 the exact spread of T is below what float64 resolves: Gaussian batches'
+    # T differ from 1 - e only by rounding. The null's sd is that resolution (a point mass gave a
+    # batch whose rounding exceeded every draw p = 1e-300); a real departure still scores p ~ 0.
+    n = 200
+    moments = henze_zirkler_null_moments(n, d, henze_zirkler_smoothing(n, d))
+    assert 0 < moments.std <= 1e-11 and moments.skewness == 0.0
+    generator = torch.Generator().manual_seed(1)
+    draws = np.array([float(henze_zirkler(torch.randn(n, d, generator=generator, dtype=torch.float64)))
+                      for _ in range(60)])
+    p_values = [float(null_p_value(draws[i], np.delete(draws, i), "greater", moments)) for i in range(draws.size)]
+    assert min(p_values) >= 1.0 / draws.size - 1e-12  # the Monte-Carlo floor 1 / (1 + R), never below
+    clustered = 0.05 * torch.randn(n, d, generator=generator, dtype=torch.float64)
+    assert float(null_p_value(float(henze_zirkler(clustered)), draws, "greater", moments)) < 1e-100

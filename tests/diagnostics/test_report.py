@@ -181,3 +181,13 @@ def test_plot_handles_low_dimensions(d: int, tmp_path) -> None:
     pytest.importorskip("matplotlib")
     report = check(torch.randn(100, d, generator=torch.Generator().manual_seed(d)), null_samples=30)
     assert report.plot(tmp_path / "low.png").stat().st_size > 20_000
+
+
+def test_check_alpha_takes_numpy_scalars_and_0d_tensors() -> None:
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    expected = check(x, null_samples=20, alpha=0.05).to_dict()["tests"]
+    for alpha in (np.float32(0.05), torch.tensor(0.05)):
+        got = check(x, null_samples=20, alpha=alpha).to_dict()["tests"]
+        assert [t["p_value"] for t in got] == pytest.approx([t["p_value"] for t in expected])
+    with pytest.raises(TypeError, match="alpha must be a number"):
+        check(x, null_samples=20, alpha=True)

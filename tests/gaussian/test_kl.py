@@ -132,3 +132,10 @@ def test_functional_kl_validates_like_the_module() -> None:
         gaussian_kl_diag(torch.zeros(3, 2), torch.zeros(2))
     with pytest.raises(ValueError, match="rank >= 2"):
         gaussian_kl_diag(torch.zeros(3), torch.zeros(3))
+
+
+@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs an Apple MPS device (it has no float64)")
+def test_module_reduction_runs_on_mps() -> None:
+    mu, logvar = torch.randn(8, 3), torch.randn(8, 3)
+    expected = float(GaussianKL()(mu, logvar))
+    assert float(GaussianKL()(mu.to("mps"), logvar.to("mps"))) == pytest.approx(expected, rel=1e-5)

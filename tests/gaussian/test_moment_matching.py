@@ -145,3 +145,22 @@ def test_finite_values_and_gradients_at_any_scale_and_dtype(dtype: torch.dtype, 
     value.backward()
     assert value.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert torch.isfinite(value) and torch.isfinite(x.grad.float()).all()
+
+
+@pytest.mark.parametrize("weight", [1, np.float32(1.0), torch.tensor(1.0)])
+def test_functional_weights_take_any_real_scalar(weight) -> None:
+    # 0-d tensors and NumPy scalars were accepted before the weights were checked; they still are
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(4))
+    expected = float(moment_matching_loss(x, alpha=1.0, gamma=1.0))
+    assert float(moment_matching_loss(x, alpha=weight, gamma=weight)) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="alpha must be a finite number"):
+        moment_matching_loss(x, alpha=True)
+
+
+def test_functional_takes_integer_targets_as_before_and_refuses_bool_ones() -> None:
+    x = torch.randn(32, 3, generator=torch.Generator().manual_seed(8))
+    expected = float(moment_matching_loss(x, mean=torch.ones(3), cov=2.0 * torch.eye(3)))
+    value = moment_matching_loss(x, mean=torch.ones(3, dtype=torch.long), cov=2 * torch.eye(3, dtype=torch.long))
+    assert float(value) == pytest.approx(expected)
+    with pytest.raises(TypeError, match="mean must be None or a real tensor"):
+        moment_matching_loss(x, mean=torch.ones(3, dtype=torch.bool))

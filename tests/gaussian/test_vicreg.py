@@ -80,3 +80,23 @@ def test_bad_configuration_and_input_are_clear_errors(kwargs: dict, message: str
 def test_exported_from_the_package_and_functional() -> None:
     assert "VICRegLoss" in latentshape.__all__ and latentshape.VICRegLoss is VICRegLoss
     assert latentshape.functional.vicreg_variance_covariance is vicreg_variance_covariance
+
+
+@pytest.mark.parametrize("weight", [2, np.float32(2.0), np.int64(2), torch.tensor(2.0)])
+def test_weights_take_any_real_scalar_and_refuse_bools(weight) -> None:
+    # Python ints, NumPy scalars and 0-d tensors were accepted before the argument checks; they still are
+    x = torch.randn(16, 5, generator=torch.Generator().manual_seed(3))
+    expected = float(vicreg_variance_covariance(x, variance_weight=2.0, covariance_weight=2.0))
+    assert float(vicreg_variance_covariance(x, variance_weight=weight, covariance_weight=weight)) == pytest.approx(expected)
+    assert float(VICRegLoss(variance_weight=weight, covariance_weight=weight)(x)) == pytest.approx(expected)
+    with pytest.raises(TypeError, match="variance_weight must be a number"):
+        VICRegLoss(variance_weight=True)
+    with pytest.raises(TypeError, match="covariance_weight must be a number"):
+        vicreg_variance_covariance(x, covariance_weight=torch.ones(2))
+
+
+@pytest.mark.skipif(not torch.backends.mps.is_available(), reason="needs an Apple MPS device (it has no float64)")
+def test_gram_route_runs_on_mps() -> None:
+    x = torch.randn(6, 40, generator=torch.Generator().manual_seed(7))  # d > N: the Gram route
+    expected = float(vicreg_variance_covariance(x))
+    assert float(vicreg_variance_covariance(x.to("mps"))) == pytest.approx(expected, rel=1e-4)

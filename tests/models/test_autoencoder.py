@@ -147,3 +147,15 @@ def test_training_is_deterministic_given_the_seed() -> None:
                           regularizer=WristbandLoss(null_samples=32))
         runs.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(runs[0], runs[1])
+
+
+def test_training_options_take_0d_tensors_and_refuse_bools() -> None:
+    # a 0-d tensor learning rate (e.g. from a schedule) was accepted before the option checks
+    model = _model()
+    data = torch.rand(16, 64, generator=torch.Generator().manual_seed(1))
+    history = train_autoencoder(model, data, epochs=1, batch_size=8, learning_rate=torch.tensor(1e-3),
+                                gaussian_weight=torch.tensor(0.1), progress=False,
+                                regularizer=WristbandLoss(null_samples=32))
+    assert history is not None
+    with pytest.raises(ValueError, match="learning_rate must be a finite number"):
+        train_autoencoder(model, data, epochs=1, batch_size=8, learning_rate=True, progress=False)

@@ -198,3 +198,14 @@ def test_short_last_batch_calibrates_its_own_shape():
 def test_bad_configuration_is_rejected_at_construction(options):
     with pytest.raises(ValueError):
         WristbandLoss(**options)
+
+
+def test_component_weights_take_numpy_scalars_and_0d_tensors() -> None:
+    import numpy as np
+
+    x = torch.randn(32, 4, generator=torch.Generator().manual_seed(5))
+    expected = wristband_components(x, lambda_rad=0.5).total
+    for weight in (np.float32(0.5), torch.tensor(0.5)):
+        assert torch.allclose(wristband_components(x, lambda_rad=weight).total, expected)
+    with pytest.raises(ValueError, match="lambda_rad"):
+        wristband_components(x, lambda_rad=True)

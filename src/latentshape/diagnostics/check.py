@@ -31,7 +31,7 @@ import scipy.stats
 import torch
 from torch import Tensor
 
-from ..validation import as_embeddings
+from ..validation import as_embeddings, is_real_number
 from ..calibration import cached_null_stats, monte_carlo_null
 from ..wristband import WristbandLoss
 from .exact_nulls import henze_zirkler_null_moments, mardia_kurtosis_null_moments
@@ -133,7 +133,7 @@ def _check_options(null_samples: int, max_pairwise: int, alpha: float, seed: int
                         ("neighbors", neighbors)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be an integer, got {value!r}")
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.floating)):
+    if not is_real_number(alpha):
         raise TypeError(f"alpha must be a number in (0, 1), got {alpha!r}")
     if not -(2**63) <= seed < 2**63 - 1:  # seed and seed + 1 seed torch generators (64-bit)
         raise ValueError(f"seed must be in [-2**63, 2**63 - 1), got {seed}")

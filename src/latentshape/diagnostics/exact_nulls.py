@@ -63,6 +63,9 @@ def mardia_kurtosis_null_moments(n: int, d: int) -> NullMoments:
     return NullMoments(mean, math.sqrt(variance / n), central_third / variance**1.5 / math.sqrt(n))
 
 
+_HZ_RESOLUTION = 1e-12  # relative float64 resolution of the Henze-Zirkler statistic at N up to a few thousand
+
+
 @functools.lru_cache(maxsize=256)
 def henze_zirkler_null_moments(n: int, d: int, beta: float) -> NullMoments:
     """Exact mean, sd and skewness of :func:`~latentshape.diagnostics.statistics.henze_zirkler`
@@ -83,9 +86,12 @@ def henze_zirkler_null_moments(n: int, d: int, beta: float) -> NullMoments:
     std = math.sqrt(second) if second > 0 and math.isfinite(second) else 0.0
     skewness = third / std / std / std if std > 0 else math.inf
     # Large beta^2 d: the moments underflow float64, or the spread is below what T itself resolves
-    # in float64. Then the null is a point mass at 1 - e, with no tail fit.
-    if not (std > 1e-13 * abs(1.0 - e) and math.isfinite(skewness)):
-        return NullMoments(1.0 - e, 0.0, 0.0)
+    # in float64 (its sum of N^2 terms rounds at ~1e-13 relative). Then T's spread is rounding
+    # noise: the null is normal with that resolution as its sd. A point mass (sd 0) would make a
+    # Gaussian batch whose rounding exceeds every null draw score p = 0.
+    resolution = _HZ_RESOLUTION * abs(1.0 - e)
+    if not (std > resolution and math.isfinite(skewness)):
+        return NullMoments(1.0 - e, resolution, 0.0)
     return NullMoments(1.0 - e, std, skewness)
 
 

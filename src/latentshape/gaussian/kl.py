@@ -186,7 +186,8 @@ class GaussianKL(nn.Module):
     def forward(self, mu: Tensor, spread: Tensor) -> Tensor:
         """Reduced KL, a 0-d tensor."""
         values = self.per_sample(mu, spread)
-        wide = values.to(torch.float64)  # a float32 sum of near-max per-sample values would overflow
+        # A float32 sum of near-max per-sample values would overflow: reduce wider (MPS has no float64).
+        wide = values.to(torch.float32 if values.device.type == "mps" else torch.float64)
         reduced = wide.mean() if self.reduction == "mean" else wide.sum()
         return representable(reduced, values.dtype, "the Gaussian KL divergence")
 

@@ -17,13 +17,12 @@ any distribution with mean 0 and covariance I (e.g. the standardized X shape) sc
 
 from __future__ import annotations
 
-import numbers
 from typing import Hashable, Literal
 
 import torch
 from torch import Tensor
 
-from ..validation import as_batch_input, is_compiling, representable
+from ..validation import as_batch_input, is_compiling, is_real_number, representable
 from ..distributed import GlobalBatch, all_gather_rows, is_distributed
 from ..calibration import NullStats
 from ..statistic import BatchStatistic, tensor_digest
@@ -80,11 +79,12 @@ def moment_matching_loss(
 def _check_arguments(alpha: float, gamma: float, mean: Tensor | None, cov: Tensor | None, d: int) -> None:
     """Cheap checks of the functional's weights and targets (the module checks the targets' values once)."""
     for name, weight in (("alpha", alpha), ("gamma", gamma)):
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not 0 <= weight < float("inf"):
+        if not is_real_number(weight) or not 0 <= weight < float("inf"):
             raise ValueError(f"{name} must be a finite number >= 0, got {weight!r}")
     for name, target, shape in (("mean", mean, (d,)), ("cov", cov, (d, d))):
-        if target is not None and (not isinstance(target, Tensor) or not torch.is_floating_point(target)):
-            raise TypeError(f"{name} must be None or a floating tensor of shape {shape}, got {type(target).__name__}"
+        # integer targets are promoted like x (as before this check); bool and complex ones are mistakes
+        if target is not None and (not isinstance(target, Tensor) or target.dtype == torch.bool or target.is_complex()):
+            raise TypeError(f"{name} must be None or a real tensor of shape {shape}, got {type(target).__name__}"
                             + (f" of dtype {target.dtype}" if isinstance(target, Tensor) else ""))
         if target is not None and tuple(target.shape) != shape:
             raise ValueError(f"{name} must have shape {shape} for embeddings of width d = {d}, got {tuple(target.shape)}")

@@ -23,12 +23,10 @@ for Self-Supervised Learning", ICLR.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings, is_compiling, representable
+from ..validation import as_embeddings, is_compiling, is_real_number, representable
 
 __all__ = ["vicreg_variance_covariance", "VICRegLoss"]
 
@@ -73,7 +71,7 @@ def _variance_covariance(x: Tensor, variance_weight: float, covariance_weight: f
     variance_term = torch.relu(target_std - torch.sqrt(variances + eps)).mean(dim=-1)
     if d > n:
         # ||G||_F^2 - sum_j C_jj^2 cancels when some variance dominates: accumulate it in float64.
-        wide = centered.to(torch.float64)
+        wide = centered.to(torch.float32 if x.device.type == "mps" else torch.float64)  # MPS has no float64
         gram = wide @ wide.transpose(-1, -2) / (n - 1)
         wide_variances = wide.square().sum(dim=-2) / (n - 1)
         off_diagonal = (gram.square().sum(dim=(-2, -1)) - wide_variances.square().sum(dim=-1)).to(x.dtype)
@@ -88,7 +86,7 @@ def _variance_covariance(x: Tensor, variance_weight: float, covariance_weight: f
 def _check_weights(variance_weight: float, covariance_weight: float, target_std: float, eps: float) -> None:
     for name, value, low_ok in (("variance_weight", variance_weight, True), ("covariance_weight", covariance_weight, True),
                                 ("target_std", target_std, False), ("eps", eps, False)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        if not is_real_number(value):
             raise TypeError(f"{name} must be a number, got {type(value).__name__}")
         if not (value < float("inf") and (value >= 0 if low_ok else value > 0)):
             raise ValueError(f"{name} must be a finite number {'>= 0' if low_ok else '> 0'}, got {value!r}")

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..validation import is_real_number
 from .autoencoder import GaussianAutoencoder
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def _check_training_options(batch_size: int, learning_rate: float, gaussian_weig
         raise ValueError(f"batch_size must be an integer >= 2 (a batch statistic needs 2 rows), got {batch_size!r}")
     for name, value, low in (("learning_rate", learning_rate, 0.0), ("gaussian_weight", gaussian_weight, None),
                              ("latent_noise", latent_noise, None)):
-        if not (isinstance(value, numbers.Real) and (value > low if low is not None else value >= 0) and value < math.inf):
+        if not (is_real_number(value) and (value > low if low is not None else value >= 0) and value < math.inf):
             raise ValueError(f"{name} must be a finite number {'> 0' if low is not None else '>= 0'}, got {value!r}")
     if regularizer is not None and not callable(regularizer):
         raise TypeError(f"regularizer must be a callable (a loss module) or None, got {type(regularizer).__name__}")

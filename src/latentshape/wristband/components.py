@@ -34,7 +34,6 @@ below float32 resolution.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, replace
 from typing import Literal, NamedTuple
 
@@ -42,7 +41,7 @@ import torch
 from torch import Tensor
 
 from ..compiler_hints import constant_result
-from ..validation import as_embeddings, autocast_disabled
+from ..validation import as_embeddings, autocast_disabled, is_real_number
 from ..distributed import GlobalBatch, all_gather_rows, all_reduce_sum, global_batch, is_distributed
 from ..gaussian.moment_penalties import MOMENT_PENALTIES, moment_penalty
 from .blocks import block_residual_energy, low_degree_coefficients
@@ -333,7 +332,7 @@ def wristband_components(
     if config is not None and not isinstance(config, WristbandConfig):
         raise TypeError(f"config must be a WristbandConfig or None, got {type(config).__name__}")
     weights = (lambda_rad, lambda_ang, lambda_mom, lambda_sharp, lambda_coord)
-    if not all(not isinstance(w, bool) and isinstance(w, numbers.Real) and 0 <= w < float("inf") for w in weights):
+    if not all(is_real_number(w) and 0 <= w < float("inf") for w in weights):
         raise ValueError(f"lambda_rad, lambda_ang, lambda_mom, lambda_sharp, lambda_coord must be finite numbers >= 0, got {weights}")
     config = config or WristbandConfig()
     raw = raw_components(x, config, distributed=distributed)
