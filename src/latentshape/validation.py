@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +21,7 @@ __all__ = [
     "is_compiling",
     "is_real_number",
     "representable",
+    "computed_in_range",
 ]
 
 
@@ -101,6 +103,27 @@ def representable(value: Tensor, dtype: torch.dtype, what: str) -> Tensor:
     size = f"is {largest:.3g}, beyond the range of {dtype}" if math.isfinite(largest) else "overflows even float64"
     wider = " (or use float64)" if dtype != torch.float64 and math.isfinite(largest) else ""
     raise ValueError(f"{what} {size}: the embeddings' scale is too large; rescale them{wider}")
+
+
+def computed_in_range(compute: Callable[..., Tensor], tensors: Sequence[Tensor], what: str) -> Tensor:
+    """``compute(*tensors)``; where it overflows their dtype, recomputed from float64 copies and cast
+    back, or a ValueError saying the scale is too large (see :func:`representable`).
+
+    A loss that grows like a power of its input's scale (a variance, a squared distance) overflows
+    float32 long before its input does; float64 holds it to far larger scales, so only an overflow
+    pays for the wider pass. MPS has no float64: there a float32 overflow is the error. Inside
+    ``torch.compile`` the result is returned unchecked.
+
+    >>> mean_square = lambda x: (x * x).mean() / 1e30   # x * x overflows float32 at 1e20
+    >>> float(computed_in_range(mean_square, (torch.tensor([1e20, 1e20]),), "the mean square"))
+    10000000000.0
+    """
+    value = compute(*tensors)
+    if is_compiling() or bool(torch.isfinite(value).all()):
+        return value
+    wide_dtype = torch.float32 if value.device.type == "mps" else torch.float64
+    wide = value if value.dtype == wide_dtype else compute(*(t.to(wide_dtype) for t in tensors))
+    return representable(wide, value.dtype, what)
 
 
 def count_nonfinite_rows(x: Tensor) -> int:

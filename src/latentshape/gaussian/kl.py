@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings, is_compiling, representable
+from ..validation import as_embeddings, computed_in_range, is_compiling
 
 __all__ = ["gaussian_kl_diag", "gaussian_kl_full", "reparameterize", "reparameterize_full", "GaussianKL"]
 
@@ -42,7 +42,7 @@ def gaussian_kl_diag(mu: Tensor, logvar: Tensor) -> Tensor:
     0.5
     """
     mu, logvar = _checked_posterior(mu, logvar, "diagonal")
-    return _representable_kl(_kl_diag, mu, logvar)
+    return computed_in_range(_kl_diag, (mu, logvar), "the Gaussian KL divergence")
 
 
 def _kl_diag(mu: Tensor, logvar: Tensor) -> Tensor:
@@ -57,15 +57,6 @@ def _exp_excess(v: Tensor) -> Tensor:
     for k in range(10, 1, -1):  # Horner: v^2 (1/2! + v (1/3! + ... + v / 10!))
         series = (series + 1.0 / math.factorial(k)) * (small if k > 2 else small * small)
     return torch.where(v.abs() < _SERIES_RADIUS, series, torch.expm1(v) - v)
-
-
-def _representable_kl(kl, mu: Tensor, spread: Tensor) -> Tensor:
-    value = kl(mu, spread)
-    if is_compiling() or bool(torch.isfinite(value).all()):
-        return value
-    # exp(logvar), mu^2 or ||L||^2 overflowed: recompute in float64, raise if it does not fit.
-    wide = value if mu.dtype == torch.float64 else kl(mu.to(torch.float64), spread.to(torch.float64))
-    return representable(wide, mu.dtype, "the Gaussian KL divergence")
 
 
 def gaussian_kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
@@ -83,7 +74,7 @@ def gaussian_kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
     if not is_compiling() and bool((scale_tril.diagonal(dim1=-2, dim2=-1) == 0).any()):
         raise ValueError("scale_tril has a zero on its diagonal: the covariance L L^T is singular and its KL "
                          "to N(0, I) is infinite; keep the diagonal away from 0 (e.g. softplus + eps)")
-    return _representable_kl(_kl_full, mu, scale_tril)
+    return computed_in_range(_kl_full, (mu, scale_tril), "the Gaussian KL divergence")
 
 
 def _kl_full(mu: Tensor, scale_tril: Tensor) -> Tensor:
@@ -186,10 +177,9 @@ class GaussianKL(nn.Module):
     def forward(self, mu: Tensor, spread: Tensor) -> Tensor:
         """Reduced KL, a 0-d tensor."""
         values = self.per_sample(mu, spread)
-        # A float32 sum of near-max per-sample values would overflow: reduce wider (MPS has no float64).
-        wide = values.to(torch.float32 if values.device.type == "mps" else torch.float64)
-        reduced = wide.mean() if self.reduction == "mean" else wide.sum()
-        return representable(reduced, values.dtype, "the Gaussian KL divergence")
+        # A float32 sum of near-max per-sample values can overflow where each value fits.
+        reduce = Tensor.mean if self.reduction == "mean" else Tensor.sum
+        return computed_in_range(reduce, (values,), "the Gaussian KL divergence")
 
     def extra_repr(self) -> str:
         return f"covariance={self.covariance!r}, reduction={self.reduction!r}"

@@ -22,7 +22,7 @@ from typing import Hashable, Literal
 import torch
 from torch import Tensor
 
-from ..validation import as_batch_input, is_compiling, is_real_number, representable
+from ..validation import as_batch_input, computed_in_range, is_real_number
 from ..distributed import GlobalBatch, all_gather_rows, is_distributed
 from ..calibration import NullStats
 from ..statistic import BatchStatistic, tensor_digest
@@ -67,13 +67,9 @@ def moment_matching_loss(
     _check_arguments(alpha, gamma, mean, cov, x.shape[-1])
     if active:
         return _global_moment_matching_loss(x, alpha, gamma, mean, cov)
-    value = _local_moment_matching_loss(x, alpha, gamma, mean, cov)
-    if is_compiling() or bool(torch.isfinite(value).all()):
-        return value
-    # The batch's scale overflowed a float32 product (the loss grows like scale^4): recompute in
-    # float64, which holds it up to scale ~1e75, and raise if the result exceeds x's dtype.
-    wide = value if x.dtype == torch.float64 else _local_moment_matching_loss(x.to(torch.float64), alpha, gamma, mean, cov)
-    return representable(wide, x.dtype, "the moment matching loss")
+    # The loss grows like scale^4: it overflows a float32 product long before x does.
+    return computed_in_range(lambda rows: _local_moment_matching_loss(rows, alpha, gamma, mean, cov), (x,),
+                             "the moment matching loss")
 
 
 def _check_arguments(alpha: float, gamma: float, mean: Tensor | None, cov: Tensor | None, d: int) -> None:

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from ..calibration import NullStats
 from ..distributed import GlobalBatch, all_gather_rows
-from ..validation import as_directions, as_embeddings, is_compiling, representable
+from ..validation import as_directions, as_embeddings, computed_in_range, representable
 from .sliced_null import sliced_null_moments
 from .slicing import RandomSlicingLoss
 
@@ -73,12 +73,9 @@ def _sliced_from_projections(projections: Tensor) -> Tensor:
     """Mean over slices and points of (sorted projection - Gaussian quantile)^2; projections ``(..., N, M)``."""
     ordered, _ = torch.sort(projections, dim=-2)
     quantiles = gaussian_quantiles(projections.shape[-2], dtype=ordered.dtype, device=ordered.device)
-    value = ((ordered - quantiles.unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
-    if is_compiling() or bool(torch.isfinite(value).all()):
-        return value
-    # A square (~ scale^2) overflowed: the float64 mean may still fit; if not, say so, with its size.
-    wide = ((ordered.to(torch.float64) - quantiles.to(torch.float64).unsqueeze(-1)) ** 2).mean(dim=(-2, -1))
-    return representable(wide, value.dtype, "the sliced Wasserstein distance")
+    # A square (~ scale^2) can overflow where the projections fit.
+    return computed_in_range(lambda points, targets: ((points - targets.unsqueeze(-1)) ** 2).mean(dim=(-2, -1)),
+                             (ordered, quantiles), "the sliced Wasserstein distance")
 
 
 _BLOCK_ELEMENTS = 1 << 21  # points x slices per block of slices

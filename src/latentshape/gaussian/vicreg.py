@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..validation import as_embeddings, is_compiling, is_real_number, representable
+from ..validation import as_embeddings, computed_in_range, is_real_number
 
 __all__ = ["vicreg_variance_covariance", "VICRegLoss"]
 
@@ -53,14 +53,9 @@ def vicreg_variance_covariance(
     """
     _check_weights(variance_weight, covariance_weight, target_std, eps)
     x = as_embeddings(x)
-    value = _variance_covariance(x, variance_weight, covariance_weight, target_std, eps)
-    if is_compiling() or bool(torch.isfinite(value).all()):
-        return value
-    # A product of the centred rows overflowed (the covariance term grows like scale^4): recompute
-    # in float64 and raise if the result does not fit x's dtype.
-    wide = value if x.dtype == torch.float64 else _variance_covariance(
-        x.to(torch.float64), variance_weight, covariance_weight, target_std, eps)
-    return representable(wide, x.dtype, "the VICReg loss")
+    # The covariance term grows like scale^4: it overflows float32 long before x does.
+    return computed_in_range(lambda rows: _variance_covariance(rows, variance_weight, covariance_weight, target_std, eps),
+                             (x,), "the VICReg loss")
 
 
 def _variance_covariance(x: Tensor, variance_weight: float, covariance_weight: float, target_std: float,

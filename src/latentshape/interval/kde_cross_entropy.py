@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..validation import compute_dtype, is_compiling, representable
+from ..validation import compute_dtype, computed_in_range, is_compiling
 
 __all__ = ["kde_log_density", "kde_cross_entropy", "quadrature_rule", "KDECrossEntropy"]
 
@@ -175,18 +175,6 @@ def _cross_entropy_rows(values: Tensor, locations: Tensor, low: Tensor, high: Te
     return -(log_q * weights.to(device=values.device, dtype=values.dtype)).sum(dim=-1)
 
 
-def _representable_rows(values: Tensor, locations: Tensor, low: Tensor, high: Tensor, kernel: Kernel,
-                        bandwidth: float, nodes: Tensor, weights: Tensor) -> Tensor:
-    per_row = _cross_entropy_rows(values, locations, low, high, kernel, bandwidth, nodes, weights)
-    if is_compiling() or bool(torch.isfinite(per_row).all()):
-        return per_row
-    # log K_h(x - x_j) (~ -(x - x_j)^2 / 2h^2) overflowed: recompute in float64, raise if it does not fit.
-    wide = per_row if values.dtype == torch.float64 else _cross_entropy_rows(
-        *(t.to(torch.float64) if isinstance(t, Tensor) else t for t in (values, locations, low, high)),
-        kernel, bandwidth, nodes, weights)
-    return representable(wide, values.dtype, "the KDE cross-entropy")
-
-
 def kde_cross_entropy(
     logits: Tensor,
     locations: Tensor,
@@ -239,7 +227,10 @@ def kde_cross_entropy(
     low_tensor, high_tensor = _interval_bound(low, "low", values), _interval_bound(high, "high", values)
     if not is_compiling() and not bool((high_tensor > low_tensor).all()):
         raise ValueError("need low < high for every row of the target interval")
-    per_row = _representable_rows(values, locations, low_tensor, high_tensor, kernel, bandwidth, nodes, weights)
+    # log K_h(x - x_j) ~ -(x - x_j)^2 / 2h^2 overflows float32 long before the logits do.
+    per_row = computed_in_range(
+        lambda rows, lo, hi: _cross_entropy_rows(rows, locations, lo, hi, kernel, bandwidth, nodes, weights),
+        (values, low_tensor, high_tensor), "the KDE cross-entropy")
     if reduction == "none":
         return per_row
     return per_row.mean() if reduction == "mean" else per_row.sum()
